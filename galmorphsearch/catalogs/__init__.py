@@ -1,0 +1,1 @@
+"""Catalog readers (placeholder until written)."""

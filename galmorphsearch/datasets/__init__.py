@@ -1,0 +1,1 @@
+"""Sample data, synthetic fields and SDSS access (placeholder until written)."""

@@ -1,0 +1,54 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Warnings and exceptions raised by galmorphsearch.
+
+Misuse (a wrong argument, a file that is not what it claims to be) raises an
+exception; questionable but usable data emits a warning that subclasses
+`~astropy.utils.exceptions.AstropyUserWarning` and sets a quality flag on the
+result.
+"""
+
+from astropy.utils.exceptions import AstropyUserWarning
+
+__all__ = [
+    "GalMorphSearchWarning",
+    "CutoutWarning",
+    "CatalogWarning",
+    "NoResultsWarning",
+    "CatalogFormatError",
+    "UnknownMorphologyError",
+    "RemoteServiceError",
+]
+
+
+class GalMorphSearchWarning(AstropyUserWarning):
+    """Base class of all warnings emitted by galmorphsearch."""
+
+
+class CutoutWarning(GalMorphSearchWarning):
+    """
+    A galaxy cutout was made, but from questionable data.
+
+    The matching bit is set in the cutout's ``flag`` attribute (see
+    `~galmorphsearch.preprocessing.CutoutFlag`).
+    """
+
+
+class CatalogWarning(GalMorphSearchWarning):
+    """A catalog was read, but some rows could not be given a morphology."""
+
+
+class NoResultsWarning(GalMorphSearchWarning):
+    """A remote query returned no data."""
+
+
+class CatalogFormatError(ValueError):
+    """A catalog file or table does not have the format its reader expects."""
+
+
+class UnknownMorphologyError(ValueError):
+    """A morphology class string or code is not part of the scheme."""
+
+
+class RemoteServiceError(Exception):
+    """A remote service answered with an error or with unusable data."""
