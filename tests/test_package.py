@@ -1,0 +1,55 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""Tests of the package as installed: version, public API, warnings, helpers."""
+
+import importlib
+import warnings
+
+import pytest
+from astropy.utils.exceptions import AstropyUserWarning
+
+import galmorphsearch
+from galmorphsearch.utils import exceptions, progress_iter
+
+
+def test_version_is_set():
+    assert galmorphsearch.__version__ != "0.0.0"
+    assert galmorphsearch.__version__[0].isdigit()
+
+
+def test_public_api_imports():
+    from galmorphsearch import GalaxyCutout
+    from galmorphsearch.catalogs import read_efigi, read_gz2, read_na10
+
+    assert callable(read_gz2) and callable(read_efigi) and callable(read_na10)
+    assert GalaxyCutout.__module__.startswith("galmorphsearch.preprocessing")
+
+
+@pytest.mark.parametrize(
+    "name", ["catalogs", "preprocessing", "datasets", "utils", "scripts.main"]
+)
+def test_subpackages_define_all(name):
+    module = importlib.import_module(f"galmorphsearch.{name}")
+    if name != "scripts.main":
+        assert module.__all__, f"galmorphsearch.{name} exports nothing"
+    for public in getattr(module, "__all__", []):
+        assert hasattr(module, public), f"{name}.__all__ names missing {public}"
+
+
+def test_warnings_are_astropy_user_warnings():
+    for name in exceptions.__all__:
+        obj = getattr(exceptions, name)
+        if name.endswith("Warning"):
+            assert issubclass(obj, AstropyUserWarning)
+            assert issubclass(obj, exceptions.GalMorphSearchWarning)
+        else:
+            assert issubclass(obj, Exception)
+    # The package's warnings can be silenced as a group, astropy-style.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", exceptions.GalMorphSearchWarning)
+        warnings.warn("questionable", exceptions.CutoutWarning)
+
+
+def test_progress_iter_passthrough():
+    items = [1, 2, 3]
+    assert progress_iter(items) is items
+    assert list(progress_iter(items, progress_bar=True, desc="x")) == items
