@@ -53,3 +53,29 @@ def test_progress_iter_passthrough():
     items = [1, 2, 3]
     assert progress_iter(items) is items
     assert list(progress_iter(items, progress_bar=True, desc="x")) == items
+
+
+def test_atomic_path_never_overwrites_by_accident(tmp_path):
+    from galmorphsearch.utils import atomic_path
+
+    target = tmp_path / "out.txt"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and not tmp.exists()
+        tmp.write_text("first")
+    assert target.read_text() == "first"
+
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        with atomic_path(target) as tmp:
+            pass
+
+    # An interrupted write leaves the old file as it was and no temporary file.
+    with pytest.raises(RuntimeError):
+        with atomic_path(target, overwrite=True) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+    with atomic_path(target, overwrite=True) as tmp:
+        tmp.write_text("second")
+    assert target.read_text() == "second"
