@@ -1,0 +1,231 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+The ``galmorphsearch`` command line: a thin layer over the public API.
+
+Verbs
+-----
+``demo``
+    Preprocess the spirals of Hickson Compact Group 88 in the bundled real
+    SDSS field and write the cutouts, a figure of the steps and a FITS table.
+``cutout``
+    Preprocess one galaxy from g, r, i FITS files (or a colour image).
+``catalog``
+    Read a GZ2, EFIGI or NA10 catalog file into the standard Table and write
+    it as FITS (or any format astropy can write).
+"""
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _build_parser():
+    from galmorphsearch import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="galmorphsearch",
+        description="Find galaxies that look alike and classify galaxy morphology by retrieval.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    demo = sub.add_parser(
+        "demo", help="preprocess the HCG 88 spirals in the bundled SDSS field",
+        description="Preprocess the four spirals of Hickson Compact Group 88 in the bundled "
+        "real SDSS gri field: writes one PNG per galaxy, a figure of the preprocessing steps "
+        "and a FITS table of the measurements.")
+    demo.add_argument("--output", "-o", default="galmorphsearch-demo",
+                      help="output directory (default: %(default)s)")
+    demo.add_argument("--size", type=int, default=256, help="cutout side in pixels")
+    demo.add_argument("--no-rotate", action="store_true",
+                      help="do not rotate the galaxies to position angle 90 deg")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the masking draws")
+    demo.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+    cut = sub.add_parser(
+        "cutout", help="preprocess one galaxy from g, r, i FITS files or a colour image",
+        description="Preprocess one galaxy the TSGICAS way and write its colour cutout "
+        "(PNG) and, optionally, a figure of the steps.")
+    cut.add_argument("images", nargs="+", metavar="IMAGE",
+                     help="three FITS files in the order g r i, or one colour image (JPEG/PNG)")
+    where = cut.add_mutually_exclusive_group()
+    where.add_argument("--radec", nargs=2, type=float, metavar=("RA", "DEC"),
+                       help="target position in degrees (needs a WCS in the FITS files)")
+    where.add_argument("--xy", nargs=2, type=float, metavar=("X", "Y"),
+                       help="target pixel position (zero-based)")
+    cut.add_argument("--size", type=int, default=256, help="cutout side in pixels")
+    cut.add_argument("--rotate", action="store_true",
+                     help="rotate the galaxy to position angle 90 deg")
+    cut.add_argument("--seed", type=int, default=0, help="seed of the masking draws")
+    cut.add_argument("--output", "-o", required=True, help="output PNG file")
+    cut.add_argument("--plot", metavar="FILE", help="also save a figure of the steps")
+    cut.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+    cat = sub.add_parser(
+        "catalog", help="read a GZ2 / EFIGI / NA10 catalog into the standard table",
+        description="Read a morphology catalog with galmorphsearch's readers and write the "
+        "table with the standard objid, ra, dec, morphology and type_index columns.")
+    cat.add_argument("kind", choices=["gz2", "efigi", "na10"], help="which catalog")
+    cat.add_argument("input", help="catalog file")
+    cat.add_argument("--output", "-o", required=True,
+                     help="output file (format from the extension, FITS by default)")
+    cat.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    return parser
+
+
+def _save_png(array, path, overwrite):
+    from PIL import Image
+
+    from galmorphsearch.utils import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def _save_figure(fig, path, overwrite):
+    import matplotlib.pyplot as plt
+
+    from galmorphsearch.utils import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=100)
+    plt.close(fig)
+
+
+def _cutout_row(name, cutout):
+    return {
+        "name": name,
+        "x": cutout.centroid[0],
+        "y": cutout.centroid[1],
+        "kron_radius": cutout.kron_radius,
+        "orientation": cutout.orientation.to_value("deg"),
+        "flag": int(cutout.flag),
+    }
+
+
+def _run_demo(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from astropy.table import Table
+
+    from galmorphsearch.datasets import load_hcg88_members, load_sample_field
+    from galmorphsearch.preprocessing import make_cutouts
+    from galmorphsearch.utils import atomic_path
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    field = load_sample_field()
+    members = load_hcg88_members()
+    cutouts = make_cutouts(field["g"], field["r"], field["i"], members["coord"],
+                           size=args.size, rotate=not args.no_rotate, seed=args.seed)
+    rows = []
+    for name, cutout in zip(members["name"], cutouts):
+        stem = name.replace(" ", "").lower()
+        _save_png(cutout.image, out / f"{stem}.png", args.overwrite)
+        _save_figure(cutout.plot(), out / f"{stem}_steps.png", args.overwrite)
+        rows.append(_cutout_row(name, cutout))
+    table = Table(rows=rows, names=list(rows[0]))
+    table["kron_radius"].unit = "pix"
+    table["orientation"].unit = "deg"
+    table["ra"] = members["coord"].ra.deg
+    table["dec"] = members["coord"].dec.deg
+    table["ra"].unit = table["dec"].unit = "deg"
+    table.meta.update(cutouts[0].header_keywords())
+    table.meta["COMMENT"] = ["galmorphsearch demo: TSGICAS preprocessing of HCG 88 members"]
+    with atomic_path(out / "hcg88_cutouts.fits", overwrite=args.overwrite) as tmp:
+        table.write(tmp, format="fits")
+    table.pprint(max_width=120)
+    print(f"wrote {len(rows)} cutouts, figures and hcg88_cutouts.fits to {out}/")
+    return 0
+
+
+def _run_cutout(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from astropy.coordinates import SkyCoord
+
+    from galmorphsearch import GalaxyCutout
+
+    common = {"size": args.size, "rotate": args.rotate, "seed": args.seed}
+    if len(args.images) == 1:
+        position = tuple(args.xy) if args.xy else None
+        if args.radec:
+            msg = "--radec needs g, r, i FITS files with a WCS; use --xy for a colour image"
+            raise ValueError(msg)
+        cutout = GalaxyCutout.from_image(args.images[0], position, **common)
+    elif len(args.images) == 3:
+        if args.radec:
+            position = SkyCoord(*args.radec, unit="deg")
+        elif args.xy:
+            position = tuple(args.xy)
+        else:
+            msg = "give the target position with --radec RA DEC or --xy X Y"
+            raise ValueError(msg)
+        cutout = GalaxyCutout(*args.images, position, **common)
+    else:
+        msg = f"expected three FITS files (g r i) or one colour image, got {len(args.images)}"
+        raise ValueError(msg)
+    _save_png(cutout.image, args.output, args.overwrite)
+    if args.plot:
+        _save_figure(cutout.plot(), args.plot, args.overwrite)
+    print(repr(cutout))
+    return 0
+
+
+def _run_catalog(args):
+    from galmorphsearch import catalogs
+    from galmorphsearch.utils import atomic_path
+
+    reader = {"gz2": catalogs.read_gz2, "efigi": catalogs.read_efigi,
+              "na10": catalogs.read_na10}[args.kind]
+    table = reader(args.input)
+    suffix = Path(args.output).suffix.lower()
+    fmt = None if suffix in (".csv", ".ecsv", ".vot", ".xml", ".hdf5", ".h5") else "fits"
+    with atomic_path(args.output, overwrite=args.overwrite) as tmp:
+        if fmt is None:
+            table.write(tmp, format={".csv": "ascii.csv", ".ecsv": "ascii.ecsv",
+                                     ".vot": "votable", ".xml": "votable",
+                                     ".hdf5": "hdf5", ".h5": "hdf5"}[suffix])
+        else:
+            table.write(tmp, format="fits")
+    counts = table.group_by("morphology").groups
+    print(f"{len(table)} rows; types: " + ", ".join(
+        f"{g['morphology'][0]}={len(g)}" for g in counts if g["morphology"][0] is not None))
+    return 0
+
+
+def main(argv=None):
+    """
+    Run the ``galmorphsearch`` command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    status : int
+        The exit status: 0 on success, 1 on a user error, which is printed
+        as one line rather than a traceback.
+    """
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    runner = {"demo": _run_demo, "cutout": _run_cutout, "catalog": _run_catalog}[args.verb]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            return runner(args)
+    except (ValueError, OSError) as exc:
+        print(f"galmorphsearch {args.verb}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
