@@ -1,4 +1,10 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
-"""Preprocessing of survey images into galaxy cutouts (placeholder until written)."""
+"""
+Preprocessing of survey images into galaxy cutouts (TSGICAS, Seo et al.
+2023, section 2.2): detection, Kron crop, masking of neighbours, rotation,
+colour rendering and resizing, plus the background patch used by the
+similarity Sp.
+"""
 
 from .cutout import *  # noqa: F403
+from .flags import *  # noqa: F403

@@ -96,6 +96,30 @@ def _save_figure(fig, path, overwrite):
     plt.close(fig)
 
 
+def _check_outputs(paths, overwrite):
+    """Refuse to start when an output exists, before any work is done."""
+    if overwrite:
+        return
+    existing = [str(path) for path in paths if Path(path).exists()]
+    if existing:
+        msg = f"{', '.join(existing)} already exist(s); use --overwrite to replace"
+        raise FileExistsError(msg)
+
+
+def _gallery_figure(members, cutouts):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(cutouts), figsize=(3 * len(cutouts), 3.3))
+    for ax, name, hcg, cutout in zip(axes, members["name"], members["hcg"], cutouts,
+                                     strict=True):
+        ax.imshow(cutout.image)
+        ax.set_title(f"{name} ({hcg})\nflag={int(cutout.flag)}", fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle("HCG 88: TSGICAS cutouts (3 x Kron radius, neighbours masked, rotated)",
+                 fontsize=9)
+    return fig
+
+
 def _cutout_row(name, cutout):
     return {
         "name": name,
@@ -118,16 +142,19 @@ def _run_demo(args):
     from galmorphsearch.utils import atomic_path
 
     out = Path(args.output)
+    members = load_hcg88_members()
+    stems = [name.replace(" ", "").lower() for name in members["name"]]
+    outputs = [out / "hcg88_cutouts.fits", out / "hcg88_gallery.png"]
+    outputs += [out / f"{stem}{suffix}.png" for stem in stems for suffix in ("", "_steps")]
+    _check_outputs(outputs, args.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     field = load_sample_field()
-    members = load_hcg88_members()
     cutouts = make_cutouts(field["g"], field["r"], field["i"], members["coord"],
                            size=args.size, rotate=not args.no_rotate, seed=args.seed)
     rows = []
-    for name, cutout in zip(members["name"], cutouts):
-        stem = name.replace(" ", "").lower()
+    for name, stem, cutout in zip(members["name"], stems, cutouts, strict=True):
         _save_png(cutout.image, out / f"{stem}.png", args.overwrite)
-        _save_figure(cutout.plot(), out / f"{stem}_steps.png", args.overwrite)
+        _save_figure(cutout.plot()[0], out / f"{stem}_steps.png", args.overwrite)
         rows.append(_cutout_row(name, cutout))
     table = Table(rows=rows, names=list(rows[0]))
     table["kron_radius"].unit = "pix"
@@ -139,6 +166,7 @@ def _run_demo(args):
     table.meta["COMMENT"] = ["galmorphsearch demo: TSGICAS preprocessing of HCG 88 members"]
     with atomic_path(out / "hcg88_cutouts.fits", overwrite=args.overwrite) as tmp:
         table.write(tmp, format="fits")
+    _save_figure(_gallery_figure(members, cutouts), out / "hcg88_gallery.png", args.overwrite)
     table.pprint(max_width=120)
     print(f"wrote {len(rows)} cutouts, figures and hcg88_cutouts.fits to {out}/")
     return 0
@@ -152,6 +180,7 @@ def _run_cutout(args):
 
     from galmorphsearch import GalaxyCutout
 
+    _check_outputs([args.output] + ([args.plot] if args.plot else []), args.overwrite)
     common = {"size": args.size, "rotate": args.rotate, "seed": args.seed}
     if len(args.images) == 1:
         position = tuple(args.xy) if args.xy else None
@@ -173,7 +202,7 @@ def _run_cutout(args):
         raise ValueError(msg)
     _save_png(cutout.image, args.output, args.overwrite)
     if args.plot:
-        _save_figure(cutout.plot(), args.plot, args.overwrite)
+        _save_figure(cutout.plot()[0], args.plot, args.overwrite)
     print(repr(cutout))
     return 0
 
@@ -182,6 +211,7 @@ def _run_catalog(args):
     from galmorphsearch import catalogs
     from galmorphsearch.utils import atomic_path
 
+    _check_outputs([args.output], args.overwrite)
     reader = {"gz2": catalogs.read_gz2, "efigi": catalogs.read_efigi,
               "na10": catalogs.read_na10}[args.kind]
     table = reader(args.input)
