@@ -92,6 +92,25 @@ def test_hcg88_single_cutout_matches_options():
     assert cut.background.mean() < 0.5 * cut.image.mean()
 
 
+def test_hcg88_deblending_keeps_spirals_whole(hcg88_cutouts):
+    # photutils deblending with the default contrast splits the neighbours off
+    # NGC 6977 (the chain to its south-east) and NGC 6976 (its companion)
+    # without shredding the discs and arms of the spirals into masked pieces
+    for name, cut in zip(HCG88, hcg88_cutouts, strict=True):
+        field = cut._field
+        parent = field.segm.data == field.segm.data[int(round(cut.position[1])),
+                                                    int(round(cut.position[0]))]
+        target = cut.segmentation.data == cut.label
+        assert not (target & ~parent).any(), name
+        flux = np.clip(field.detection, 0, None)
+        kept = flux[target].sum() / flux[parent].sum()
+        children = np.unique(cut.segmentation.data[parent])
+        if name.startswith("NGC 6978"):
+            assert kept == 1.0 and children.size == 1, name  # its disc stays whole
+        else:
+            assert 0.9 < kept < 0.97 and children.size == 2, (name, kept, children)
+
+
 def test_hcg88_edge_source_truncated():
     with pytest.warns(TruncatedCutoutWarning):
         cut = GalaxyCutout(*_band_paths(), (671.6, 440.0), size=64, seed=0)

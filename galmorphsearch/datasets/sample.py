@@ -228,7 +228,7 @@ def load_hcg88_members():
     --------
     >>> from galmorphsearch.datasets import load_hcg88_members
     >>> members = load_hcg88_members()
-    >>> list(members["hcg"])
+    >>> members["hcg"].tolist()
     ['HCG 88a', 'HCG 88b', 'HCG 88c']
     """
     from astropy.coordinates import SkyCoord

@@ -319,7 +319,8 @@ class GalaxyCutout:
 
     def __init__(self, g, r, i, position, *, wcs=None, size=256, kron_factor=3.0,
                  rotate=False, deblend=True, deblend_contrast=0.045, deblend_nlevels=16,
-                 nsigma=1.5, npixels=10, kernel_fwhm=3.0, subtract_background="auto", box_size=64, tolerance=5.0,
+                 nsigma=1.5, npixels=10, kernel_fwhm=3.0, subtract_background="auto",
+                 box_size=64, tolerance=5.0,
                  mask_dilation=2, min_crop=16, fallback_crop=None, saturation_level=None,
                  stretch=0.5, Q=10.0, band_scales=(1.1, 1.0, 0.79), seed=None):
         params = _check_params(
@@ -415,7 +416,8 @@ class GalaxyCutout:
         params = _check_params(
             size=size, kron_factor=kron_factor, rotate=rotate, deblend=deblend,
             deblend_contrast=deblend_contrast, deblend_nlevels=deblend_nlevels,
-            nsigma=nsigma, npixels=npixels, kernel_fwhm=kernel_fwhm, subtract_background=True, box_size=None,
+            nsigma=nsigma, npixels=npixels, kernel_fwhm=kernel_fwhm, subtract_background=True,
+            box_size=None,
             tolerance=tolerance, mask_dilation=mask_dilation, min_crop=min_crop,
             fallback_crop=fallback_crop, stretch=stretch, Q=Q, band_scales=None, seed=seed)
         params["input"] = "colour"
@@ -955,7 +957,8 @@ def make_cutouts(g, r, i, positions, *, wcs=None, progress_bar=False, **kwargs):
     """
     saturation_level = kwargs.pop("saturation_level", None)
     defaults = {"size": 256, "kron_factor": 3.0, "rotate": False, "deblend": True,
-                "deblend_contrast": 0.045, "deblend_nlevels": 16, "nsigma": 1.5, "npixels": 10, "kernel_fwhm": 3.0,
+                "deblend_contrast": 0.045, "deblend_nlevels": 16, "nsigma": 1.5,
+                "npixels": 10, "kernel_fwhm": 3.0,
                 "subtract_background": "auto", "box_size": 64, "tolerance": 5.0,
                 "mask_dilation": 2, "min_crop": 16, "fallback_crop": 64, "stretch": 0.5,
                 "Q": 10.0, "band_scales": (1.1, 1.0, 0.79), "seed": None}
