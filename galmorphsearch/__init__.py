@@ -16,6 +16,6 @@ try:
 except ImportError:  # pragma: no cover - only when running from a bare source tree
     __version__ = "0.0.0"
 
-from .preprocessing import GalaxyCutout  # noqa: E402
+from .preprocessing import GalaxyCutout
 
 __all__ = ["GalaxyCutout", "__version__"]

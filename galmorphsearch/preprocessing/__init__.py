@@ -7,8 +7,8 @@ similarity Sp.
 """
 
 from .cutout import *  # noqa: F403
+from .cutout import __all__ as _cutout_all
 from .flags import *  # noqa: F403
-from .cutout import __all__ as _cutout_all  # noqa: E402
-from .flags import __all__ as _flags_all  # noqa: E402
+from .flags import __all__ as _flags_all
 
 __all__ = [*_cutout_all, *_flags_all]
