@@ -11,6 +11,7 @@ import numpy as np
 from astropy.convolution import convolve
 from astropy.stats import SigmaClip, sigma_clipped_stats
 from astropy.utils.exceptions import AstropyUserWarning
+from photutils.aperture import ApertureStats, CircularAnnulus
 from photutils.background import Background2D, MedianBackground
 from photutils.segmentation import (
     SourceCatalog,
@@ -193,6 +194,83 @@ def _deblend_target(convolved, segm, label, npixels, contrast, n_levels=16,
     info = getattr(deblended, "info", None) or {}
     mode_used = "linear" if info.get("warnings") else mode
     return deblended, mode_used
+
+
+def _merge_fragments(convolved, segm, label, parent, radius, threshold):
+    """
+    Give back to the target the deblended children that are parts of it.
+
+    A child of the target's parent segment is a distinct source (a star or
+    another galaxy) when its peak stands out as a compact source on the
+    smoothed detection image: its *peak contrast*
+
+    .. math:: C = 1 - \\mathrm{median}_{\\rm annulus} / \\mathrm{peak},
+
+    with the median taken in the annulus of radii 0.75 and 1.25 times
+    ``radius`` around the peak (photutils `ApertureStats`), is at least
+    ``threshold``. A PSF-sized source (star, compact neighbour) falls to a
+    small fraction of its peak within a few pixels (C of 0.6 to 1), while
+    a piece of spiral arm, bar or disc, elongated along the arm or sitting
+    on a smooth slope, keeps most of its peak level in the annulus (C below
+    about 0.45; a peak on the basin's edge, i.e. not a local maximum,
+    gives C < 0). A child whose peak is at least the target's peak is
+    always a distinct source (a bright, saturated or flat-topped
+    neighbour: a piece of the galaxy is fainter than its centre). The
+    other children are relabelled as the target.
+
+    Parameters
+    ----------
+    convolved : `~numpy.ndarray`
+        The smoothed detection image that was deblended.
+    segm : `~photutils.segmentation.SegmentationImage`
+        The deblended segmentation image.
+    label : int
+        The target child's label.
+    parent : `~numpy.ndarray` of bool
+        Footprint of the target's segment before deblending.
+    radius : float
+        Mid radius of the annulus, in pixels.
+    threshold : float
+        Minimum peak contrast of a distinct source.
+
+    Returns
+    -------
+    segm : `~photutils.segmentation.SegmentationImage`
+        The segmentation image with the fragments merged into ``label``
+        (a copy; the input is left alone).
+    merged : list of int
+        Labels (in the input) of the children merged into the target.
+    contrasts : dict
+        Child label to its peak contrast, for every child other than the
+        target.
+    """
+    labels = [int(v) for v in np.unique(segm.data[parent]) if v not in (0, label)]
+    if not labels:
+        return segm, [], {}
+    cat = SourceCatalog(convolved, segm)
+    select = cat.select_labels if hasattr(type(cat), "select_labels") else cat.get_labels
+    sub = select(labels)
+    # photutils 3.0 renamed maxval_[xy]index to max_value_[xy]index
+    prefix = "max_value" if hasattr(type(sub), "max_value_xindex") else "maxval"
+    xy = np.column_stack([np.atleast_1d(getattr(sub, f"{prefix}_xindex")),
+                          np.atleast_1d(getattr(sub, f"{prefix}_yindex"))])
+    peaks = np.atleast_1d(np.asarray(getattr(sub.max_value, "value", sub.max_value), float))
+    annulus = CircularAnnulus(xy.astype(float), 0.75 * radius, 1.25 * radius)
+    stats = ApertureStats(convolved, annulus)
+    medians = np.atleast_1d(np.asarray(stats.median, float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        contrast = np.where(peaks > 0, 1.0 - medians / peaks, -np.inf)
+    contrast = np.nan_to_num(contrast, nan=-np.inf)
+    contrasts = {lab: float(c) for lab, c in zip(labels, contrast, strict=True)}
+    # a piece of the galaxy is never brighter than the galaxy's own peak: a
+    # child that is (a bright, saturated or flat-topped neighbour) stays
+    target_peak = float(np.max(convolved[segm.data == label]))
+    merged = [lab for lab, c, p in zip(labels, contrast, peaks, strict=True)
+              if c < threshold and p < target_peak]
+    if merged:
+        segm = segm.copy()
+        segm.reassign_labels(merged, label, relabel=False)
+    return segm, merged, contrasts
 
 
 def _measure(data, bad, segm, label):

@@ -19,6 +19,7 @@ from ._detection import (
     _dilate,
     _label_near,
     _measure,
+    _merge_fragments,
     _sky_stats,
     _subtract_background,
 )
@@ -38,6 +39,10 @@ _HEADER_KEYWORDS = (
     ("contrast", "DBCONTR", "photutils deblending contrast"),
     ("nlevels", "DBNLEVEL", "photutils deblending threshold levels"),
     ("deblend_mode", "DBMODE", "photutils deblending level spacing used"),
+    ("merge_fragments", "MRGFRAG", "deblended pieces of the target merged back"),
+    ("merge_contrast", "MRGCONTR", "min peak contrast of a distinct deblended source"),
+    ("merge_radius", "MRGRAD", "[pix] mid radius of the peak-contrast annulus"),
+    ("n_merged", "NMERGED", "deblended pieces merged back into the target"),
     ("nsigma", "NSIGMA", "detection threshold in sky sigma"),
     ("npixels", "NPIXELS", "minimum connected pixels of a detection"),
     ("kernel_fwhm", "KERNFWHM", "[pix] FWHM of the detection smoothing kernel"),
@@ -190,6 +195,20 @@ class GalaxyCutout:
         Number of multi-thresholding levels (``n_levels`` of
         `~photutils.segmentation.deblend_sources`); 12 to 20 give the same
         result on the HCG 88 spirals, 24 or more shred them.
+    merge_fragments : bool, optional
+        After deblending, give back to the target the children of its
+        segment that are pieces of the galaxy itself (spiral arms, bar,
+        clumpy disc) rather than distinct sources; only children whose
+        peak stands out as a compact source stay separate and are masked.
+    merge_contrast : float, optional
+        Minimum *peak contrast* :math:`1 - m / p` of a distinct source,
+        where :math:`p` is the child's peak on the smoothed detection image
+        and :math:`m` the median in an annulus around the peak. Stars and
+        compact neighbours have 0.5 to 1, pieces of arms and bars 0.1
+        to 0.42 (measured on synthetic spirals and the HCG 88 field).
+    merge_radius : float, optional
+        Mid radius of that annulus in pixels (the annulus runs from 0.75
+        to 1.25 times it); about the FWHM of the smoothed PSF.
     nsigma : float, optional
         Detection threshold, in units of the sigma-clipped sky noise.
     npixels : int, optional
@@ -319,6 +338,7 @@ class GalaxyCutout:
 
     def __init__(self, g, r, i, position, *, wcs=None, size=256, kron_factor=3.0,
                  rotate=False, deblend=True, deblend_contrast=0.045, deblend_nlevels=16,
+                 merge_fragments=True, merge_contrast=0.45, merge_radius=4.0,
                  nsigma=1.5, npixels=10, kernel_fwhm=3.0, subtract_background="auto",
                  box_size=64, tolerance=5.0,
                  mask_dilation=2, min_crop=16, fallback_crop=None, saturation_level=None,
@@ -326,7 +346,8 @@ class GalaxyCutout:
         params = _check_params(
             size=size, kron_factor=kron_factor, rotate=rotate, deblend=deblend,
             deblend_contrast=deblend_contrast, deblend_nlevels=deblend_nlevels,
-            nsigma=nsigma, npixels=npixels,
+            merge_fragments=merge_fragments, merge_contrast=merge_contrast,
+            merge_radius=merge_radius, nsigma=nsigma, npixels=npixels,
             kernel_fwhm=kernel_fwhm, subtract_background=subtract_background,
             box_size=box_size, tolerance=tolerance, mask_dilation=mask_dilation,
             min_crop=min_crop, fallback_crop=64 if fallback_crop is None else fallback_crop,
@@ -337,7 +358,8 @@ class GalaxyCutout:
 
     @classmethod
     def from_image(cls, image, position=None, *, size=256, kron_factor=3.0, rotate=False,
-                   deblend=True, deblend_contrast=0.045, deblend_nlevels=16, nsigma=1.5,
+                   deblend=True, deblend_contrast=0.045, deblend_nlevels=16,
+                   merge_fragments=True, merge_contrast=0.45, merge_radius=4.0, nsigma=1.5,
                    npixels=10,
                    kernel_fwhm=3.0, tolerance=None, mask_dilation=2, min_crop=16,
                    fallback_crop=None, linearize=True, stretch=0.5, Q=10.0, seed=None):
@@ -365,6 +387,8 @@ class GalaxyCutout:
             default the image centre, where the source nearest to the
             centre is taken.
         size, kron_factor, rotate, deblend, deblend_contrast, deblend_nlevels : optional
+            As for `GalaxyCutout`.
+        merge_fragments, merge_contrast, merge_radius : optional
             As for `GalaxyCutout`.
         nsigma, npixels : optional
             As for `GalaxyCutout`.
@@ -416,6 +440,8 @@ class GalaxyCutout:
         params = _check_params(
             size=size, kron_factor=kron_factor, rotate=rotate, deblend=deblend,
             deblend_contrast=deblend_contrast, deblend_nlevels=deblend_nlevels,
+            merge_fragments=merge_fragments, merge_contrast=merge_contrast,
+            merge_radius=merge_radius,
             nsigma=nsigma, npixels=npixels, kernel_fwhm=kernel_fwhm, subtract_background=True,
             box_size=None,
             tolerance=tolerance, mask_dilation=mask_dilation, min_crop=min_crop,
@@ -464,6 +490,7 @@ class GalaxyCutout:
                     f"no source within {params['tolerance']:g} pixels of the position "
                     f"(x, y) = ({x:.1f}, {y:.1f})")
         if label and params["deblend"]:
+            parent_label = label
             deblended, mode_used = _deblend_target(
                 field.convolved, segm, label, params["npixels"], params["contrast"],
                 n_levels=params["nlevels"], mode=params["deblend_mode"])
@@ -471,6 +498,11 @@ class GalaxyCutout:
             new_label = _label_near(deblended.data, x, y, params["tolerance"])
             if new_label:
                 segm, label = deblended, new_label
+                if params["merge_fragments"]:
+                    segm, merged, _ = _merge_fragments(
+                        field.convolved, segm, label, field.segm.data == parent_label,
+                        params["merge_radius"], params["merge_contrast"])
+                    params["n_merged"] = len(merged)
         if label:
             kron, centroid, theta, a, b = _measure(field.detection, field.bad, segm, label)
             half = max(params["kron_factor"] * kron, params["min_crop"] / 2.0)
@@ -783,7 +815,7 @@ class GalaxyCutout:
 
 
 def _check_params(*, size, kron_factor, rotate, deblend, deblend_contrast, deblend_nlevels,
-                  nsigma, npixels,
+                  merge_fragments, merge_contrast, merge_radius, nsigma, npixels,
                   kernel_fwhm, subtract_background, box_size, tolerance, mask_dilation,
                   min_crop, fallback_crop, stretch, Q, band_scales, seed):
     """Validate the parameters and return the flat ``params`` dict."""
@@ -793,10 +825,13 @@ def _check_params(*, size, kron_factor, rotate, deblend, deblend_contrast, deble
         msg = f"size must be an integer of at least 8 pixels, got {size!r}"
         raise ValueError(msg)
     for name, value in (("kron_factor", kron_factor), ("nsigma", nsigma),
-                        ("stretch", stretch), ("Q", Q)):
+                        ("merge_radius", merge_radius), ("stretch", stretch), ("Q", Q)):
         if not np.isfinite(value) or value <= 0:
             msg = f"{name} must be a positive number, got {value!r}"
             raise ValueError(msg)
+    if not np.isfinite(merge_contrast) or merge_contrast > 1:
+        msg = f"merge_contrast must be a number of at most 1, got {merge_contrast!r}"
+        raise ValueError(msg)
     if not 0 <= deblend_contrast <= 1:
         msg = f"deblend_contrast must lie in [0, 1], got {deblend_contrast!r}"
         raise ValueError(msg)
@@ -830,6 +865,10 @@ def _check_params(*, size, kron_factor, rotate, deblend, deblend_contrast, deble
         "contrast": float(deblend_contrast),
         "nlevels": int(deblend_nlevels),
         "deblend_mode": "exponential",
+        "merge_fragments": bool(merge_fragments),
+        "merge_contrast": float(merge_contrast),
+        "merge_radius": float(merge_radius),
+        "n_merged": 0,
         "nsigma": float(nsigma),
         "npixels": int(npixels),
         "kernel_fwhm": float(kernel_fwhm),
@@ -957,7 +996,8 @@ def make_cutouts(g, r, i, positions, *, wcs=None, progress_bar=False, **kwargs):
     """
     saturation_level = kwargs.pop("saturation_level", None)
     defaults = {"size": 256, "kron_factor": 3.0, "rotate": False, "deblend": True,
-                "deblend_contrast": 0.045, "deblend_nlevels": 16, "nsigma": 1.5,
+                "deblend_contrast": 0.045, "deblend_nlevels": 16, "merge_fragments": True,
+                "merge_contrast": 0.45, "merge_radius": 4.0, "nsigma": 1.5,
                 "npixels": 10, "kernel_fwhm": 3.0,
                 "subtract_background": "auto", "box_size": 64, "tolerance": 5.0,
                 "mask_dilation": 2, "min_crop": 16, "fallback_crop": 64, "stretch": 0.5,
