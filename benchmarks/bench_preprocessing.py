@@ -14,8 +14,8 @@ import warnings
 from importlib.resources import files
 
 import numpy as np
-from astropy.coordinates import SkyCoord
 
+from galmorphsearch.datasets import load_hcg88_members
 from galmorphsearch.preprocessing import GalaxyCutout, make_cutouts
 from galmorphsearch.utils.exceptions import CutoutWarning
 
@@ -23,9 +23,7 @@ from galmorphsearch.utils.exceptions import CutoutWarning
 def main(n_repeat=3, n_extra=7):
     data = files("galmorphsearch") / "data" / "hcg88"
     bands = [str(data / f"reprojected_sdss_{b}.fits.bz2") for b in "gri"]
-    members = [SkyCoord(313.14763, -5.71123, unit="deg"),
-               SkyCoord("20h52m29.706s -05d44m45.97s"),
-               SkyCoord("20h52m26.032s -05d46m20.29s")]
+    members = list(load_hcg88_members()["coord"])
     first = GalaxyCutout(*bands, members[0], size=256, seed=0)
     segm = first.segmentation
     areas = np.bincount(segm.data.ravel())
