@@ -1,9 +1,10 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """Shared pytest configuration for the galmorphsearch test suite."""
 
-import os
+from pathlib import Path
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 
@@ -26,5 +27,20 @@ def pytest_configure(config):
     from galmorphsearch import __version__
 
     TESTED_VERSIONS["galmorphsearch"] = __version__
-    # Keep astropy's and our caches away from the user's home directory.
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """
+    The folder of full-size real data that lives beside the repository.
+
+    CI clones the repository next to ``shared/`` (so the data are at
+    ``../shared/data`` from the repository root). Tests that need files too
+    large to bundle use this fixture and are skipped, with the reason, where
+    the folder is absent (for example, on an installed copy elsewhere).
+    """
+    root = Path(__file__).resolve().parent.parent
+    path = root.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"the shared real-data folder {path} is not available")
+    return path

@@ -27,6 +27,11 @@ def test_demo_writes_cutouts_figures_and_table(tmp_path, capsys):
     assert np.all(table["kron_radius"] > 5)
     assert table["kron_radius"].unit == "pix"
     assert table.meta["CUTSIZE"] == 64
+    assert table.meta["CREATOR"].startswith("galmorphsearch ")
+    # Values that differ between galaxies are columns, not a misleading header.
+    for key, value in table.meta.items():
+        if key.lower() in table.colnames:
+            raise AssertionError(f"{key} is both a header keyword ({value}) and a column")
     for stem in ("ngc6976", "ngc6977", "ngc6978"):
         with Image.open(out / f"{stem}.png") as png:
             assert png.size == (64, 64) and png.mode == "RGB"
@@ -62,11 +67,24 @@ def test_cutout_from_fits_bands(tmp_path):
 
 def test_cutout_from_colour_image(tmp_path):
     gallery = load_gz2_gallery()
-    out = tmp_path / "ei.png"
     path = gallery["file"][list(gallery["gz2_class"]).index("Ei")]
-    assert main(["cutout", path, "--size", "64", "--output", str(out)]) == 0
-    with Image.open(out) as png:
-        assert png.size == (64, 64)
+    for name, fmt in (("ei.png", "PNG"), ("ei.jpg", "JPEG")):
+        out = tmp_path / name
+        assert main(["cutout", path, "--size", "64", "--output", str(out)]) == 0
+        with Image.open(out) as image:
+            assert image.size == (64, 64)
+            assert image.format == fmt  # the extension decides the format
+
+
+def test_cutout_bad_output_formats_fail_before_writing(tmp_path, capsys):
+    gallery = load_gz2_gallery()
+    path = gallery["file"][0]
+    out = tmp_path / "c.png"
+    assert main(["cutout", path, "--output", str(out), "--plot", str(tmp_path / "p.xyz")]) == 1
+    assert "figure format" in capsys.readouterr().err
+    assert main(["cutout", path, "--output", str(tmp_path / "c.txt")]) == 1
+    assert "image format" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -92,7 +110,30 @@ def test_catalog_converts_gz2_table5(tmp_path, capsys):
     assert status == 0
     table = Table.read(out)
     assert table.colnames[:5] == ["objid", "ra", "dec", "morphology", "type_index"]
-    assert "rows; types:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    n_none = int(table["morphology"].mask.sum())
+    assert n_none > 0 and printed.rstrip().endswith(f"no type: {n_none}")
+    assert "--=" not in printed
+
+
+@pytest.mark.parametrize(("suffix", "fmt"), [(".ecsv", "ascii.ecsv"), (".h5", "hdf5")])
+def test_catalog_formats_keep_units_and_masks(tmp_path, suffix, fmt):
+    out = tmp_path / f"gz2{suffix}"
+    source = DATA / "catalogs" / "gz2_table5_stripe82_subset.csv.gz"
+    with pytest.warns(CatalogWarning):
+        assert main(["catalog", "gz2", str(source), "--output", str(out)]) == 0
+    kwargs = {"path": "table"} if fmt == "hdf5" else {}
+    table = Table.read(out, format=fmt, **kwargs)
+    assert table["ra"].unit == "deg"
+    assert table["morphology"].mask.sum() > 0
+    assert table.meta["SCHEME"] == "gz2"
+
+
+def test_catalog_unknown_extension_is_refused(tmp_path, capsys):
+    source = DATA / "catalogs" / "gz2_table5_stripe82_subset.csv.gz"
+    assert main(["catalog", "gz2", str(source), "--output", str(tmp_path / "x.txt")]) == 1
+    assert "table format" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_catalog_missing_file_is_an_error(tmp_path, capsys):

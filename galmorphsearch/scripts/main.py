@@ -35,7 +35,7 @@ def _build_parser():
 
     demo = sub.add_parser(
         "demo", help="preprocess the HCG 88 spirals in the bundled SDSS field",
-        description="Preprocess the four spirals of Hickson Compact Group 88 in the bundled "
+        description="Preprocess the three spirals of Hickson Compact Group 88 in the bundled "
         "real SDSS gri field: writes one PNG per galaxy, a figure of the preprocessing steps "
         "and a FITS table of the measurements.")
     demo.add_argument("--output", "-o", default="galmorphsearch-demo",
@@ -77,13 +77,61 @@ def _build_parser():
     return parser
 
 
-def _save_png(array, path, overwrite):
+# Output file extension -> astropy table format.
+_TABLE_FORMATS = {
+    ".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
+    ".csv": "ascii.csv", ".ecsv": "ascii.ecsv",
+    ".vot": "votable", ".xml": "votable",
+    ".hdf5": "hdf5", ".h5": "hdf5",
+}
+_IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP")
+
+
+def _table_format(path):
+    """The astropy format to write ``path`` in, from its extension."""
+    name = Path(path).name.lower()
+    for ext in sorted(_TABLE_FORMATS, key=len, reverse=True):
+        if name.endswith(ext):
+            return _TABLE_FORMATS[ext]
+    msg = (f"cannot tell which table format to write {path} in: use one of the "
+           f"extensions {', '.join(_TABLE_FORMATS)}")
+    raise ValueError(msg)
+
+
+def _image_format(path):
+    """The Pillow format to write ``path`` in, from its extension."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt not in _IMAGE_FORMATS:
+        msg = (f"cannot tell which image format to write {path} in: use a .png, .jpg, "
+               ".tif, .webp or .bmp extension")
+        raise ValueError(msg)
+    return fmt
+
+
+def _figure_format(path):
+    """The matplotlib format to save a figure at ``path`` in, from its extension."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ext = Path(path).suffix.lower().lstrip(".")
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if ext not in supported:
+        msg = (f"cannot tell which figure format to save {path} in: use one of the "
+               f"extensions {', '.join('.' + e for e in sorted(supported))}")
+        raise ValueError(msg)
+    return ext
+
+
+def _save_image(array, path, overwrite):
     from PIL import Image
 
     from galmorphsearch.utils import atomic_path
 
+    fmt = _image_format(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format=fmt)
 
 
 def _save_figure(fig, path, overwrite):
@@ -91,9 +139,21 @@ def _save_figure(fig, path, overwrite):
 
     from galmorphsearch.utils import atomic_path
 
+    fmt = _figure_format(path)
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def _write_table(table, path, overwrite):
+    from galmorphsearch.utils import atomic_path
+
+    fmt = _table_format(path)
+    kwargs = {"path": "table", "serialize_meta": True} if fmt == "hdf5" else {}
     with atomic_path(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=100)
-    plt.close(fig)
+        table.write(tmp, format=fmt, **kwargs)
 
 
 def _check_outputs(paths, overwrite):
@@ -120,6 +180,26 @@ def _gallery_figure(members, cutouts):
     return fig
 
 
+def _add_provenance(table, cutouts):
+    """
+    Record how the cutouts were made: parameters shared by all cutouts go to
+    the header, values that differ from cutout to cutout become columns.
+    """
+    import datetime
+
+    from galmorphsearch import __version__
+
+    keywords = [cutout.header_keywords() for cutout in cutouts]
+    for key in keywords[0]:
+        values = [kw.get(key) for kw in keywords]
+        if all(value == values[0] for value in values):
+            table.meta[key] = values[0]
+        else:
+            table[key.lower()] = values
+    table.meta["CREATOR"] = f"galmorphsearch {__version__}"
+    table.meta["DATE"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def _cutout_row(name, cutout):
     return {
         "name": name,
@@ -139,7 +219,6 @@ def _run_demo(args):
 
     from galmorphsearch.datasets import load_hcg88_members, load_sample_field
     from galmorphsearch.preprocessing import make_cutouts
-    from galmorphsearch.utils import atomic_path
 
     out = Path(args.output)
     members = load_hcg88_members()
@@ -153,7 +232,7 @@ def _run_demo(args):
                            size=args.size, rotate=not args.no_rotate, seed=args.seed)
     rows = []
     for name, stem, cutout in zip(members["name"], stems, cutouts, strict=True):
-        _save_png(cutout.image, out / f"{stem}.png", args.overwrite)
+        _save_image(cutout.image, out / f"{stem}.png", args.overwrite)
         _save_figure(cutout.plot()[0], out / f"{stem}_steps.png", args.overwrite)
         rows.append(_cutout_row(name, cutout))
     table = Table(rows=rows, names=list(rows[0]))
@@ -162,10 +241,9 @@ def _run_demo(args):
     table["ra"] = members["coord"].ra.deg
     table["dec"] = members["coord"].dec.deg
     table["ra"].unit = table["dec"].unit = "deg"
-    table.meta.update(cutouts[0].header_keywords())
+    _add_provenance(table, cutouts)
     table.meta["COMMENT"] = ["galmorphsearch demo: TSGICAS preprocessing of HCG 88 members"]
-    with atomic_path(out / "hcg88_cutouts.fits", overwrite=args.overwrite) as tmp:
-        table.write(tmp, format="fits")
+    _write_table(table, out / "hcg88_cutouts.fits", args.overwrite)
     _save_figure(_gallery_figure(members, cutouts), out / "hcg88_gallery.png", args.overwrite)
     table.pprint(max_width=120)
     print(f"wrote {len(rows)} cutouts, figures and hcg88_cutouts.fits to {out}/")
@@ -181,6 +259,9 @@ def _run_cutout(args):
     from galmorphsearch import GalaxyCutout
 
     _check_outputs([args.output] + ([args.plot] if args.plot else []), args.overwrite)
+    _image_format(args.output)
+    if args.plot:
+        _figure_format(args.plot)
     common = {"size": args.size, "rotate": args.rotate, "seed": args.seed}
     if len(args.images) == 1:
         position = tuple(args.xy) if args.xy else None
@@ -200,7 +281,7 @@ def _run_cutout(args):
     else:
         msg = f"expected three FITS files (g r i) or one colour image, got {len(args.images)}"
         raise ValueError(msg)
-    _save_png(cutout.image, args.output, args.overwrite)
+    _save_image(cutout.image, args.output, args.overwrite)
     if args.plot:
         _save_figure(cutout.plot()[0], args.plot, args.overwrite)
     print(repr(cutout))
@@ -208,26 +289,32 @@ def _run_cutout(args):
 
 
 def _run_catalog(args):
+    import numpy as np
+
     from galmorphsearch import catalogs
-    from galmorphsearch.utils import atomic_path
 
     _check_outputs([args.output], args.overwrite)
+    _table_format(args.output)
     reader = {"gz2": catalogs.read_gz2, "efigi": catalogs.read_efigi,
               "na10": catalogs.read_na10}[args.kind]
     table = reader(args.input)
-    suffix = Path(args.output).suffix.lower()
-    fmt = None if suffix in (".csv", ".ecsv", ".vot", ".xml", ".hdf5", ".h5") else "fits"
-    with atomic_path(args.output, overwrite=args.overwrite) as tmp:
-        if fmt is None:
-            table.write(tmp, format={".csv": "ascii.csv", ".ecsv": "ascii.ecsv",
-                                     ".vot": "votable", ".xml": "votable",
-                                     ".hdf5": "hdf5", ".h5": "hdf5"}[suffix])
-        else:
-            table.write(tmp, format="fits")
-    counts = table.group_by("morphology").groups
-    print(f"{len(table)} rows; types: " + ", ".join(
-        f"{g['morphology'][0]}={len(g)}" for g in counts if g["morphology"][0] is not None))
+    _write_table(table, args.output, args.overwrite)
+    morphology = table["morphology"]
+    known = np.asarray(morphology[~np.ma.getmaskarray(morphology)], dtype=str)
+    types, counts = np.unique(known, return_counts=True)
+    order = np.argsort([_type_position(args.kind, t) for t in types], kind="stable")
+    summary = ", ".join(f"{types[k]}={counts[k]}" for k in order)
+    n_none = len(table) - known.size
+    print(f"{len(table)} rows; types: {summary}"
+          + (f"; no type: {n_none}" if n_none else ""))
     return 0
+
+
+def _type_position(kind, name):
+    from galmorphsearch.catalogs import get_scheme
+
+    scheme = get_scheme(kind)
+    return scheme.index(name) if name in scheme else len(scheme)
 
 
 def main(argv=None):
