@@ -8,19 +8,15 @@ import pytest
 from astropy.table import Table
 
 from galmorphsearch.catalogs import EFIGI_SCHEME, EFIGI_TTYPES, read_efigi
-from galmorphsearch.utils.exceptions import CatalogFormatError, UnknownMorphologyError
+from galmorphsearch.utils.exceptions import (
+    CatalogFormatError,
+    CatalogWarning,
+    UnknownMorphologyError,
+)
 
 DATA = Path(__file__).parent / "data" / "catalogs"
 SUBSET = DATA / "efigi_attributes_subset.txt"
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _shared_file(*parts):
-    for base in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        path = base.joinpath(*parts)
-        if path.exists():
-            return path
-    pytest.skip(f"shared data file {'/'.join(parts)} not available beside the repository")
 
 
 def _raw_rows(path):
@@ -118,9 +114,9 @@ def test_bad_inputs(tmp_path):
         read_efigi(garbage)
 
 
-def test_full_efigi_files():
-    txt = _shared_file("efigi-attributes", "EFIGI_attributes.txt")
-    csv = _shared_file("efigi-attributes", "EFIGI_attributes.csv")
+def test_full_efigi_files(shared_data):
+    txt = shared_data / "efigi-attributes" / "EFIGI_attributes.txt"
+    csv = shared_data / "efigi-attributes" / "EFIGI_attributes.csv"
     a = read_efigi(txt)
     b = read_efigi(csv)
     assert len(a) == len(b) == 4458
@@ -128,3 +124,27 @@ def test_full_efigi_files():
     assert set(a["morphology"]) == set(EFIGI_SCHEME.types)
     assert np.all(a["type_index"] == a["T"] + 6)
     assert np.all(a["T_inf"] <= a["T"]) and np.all(a["T"] <= a["T_sup"])
+
+
+def test_other_catalog_file_gives_short_message():
+    # The GZ2 table (a compressed CSV) is not the EFIGI table: the message says
+    # so, naming the file, instead of an error from astropy's C parser.
+    gz2 = DATA / "gz2_table5_stripe82_subset.csv.gz"
+    with pytest.raises(CatalogFormatError) as info:
+        read_efigi(gz2)
+    message = str(info.value)
+    assert "gz2_table5_stripe82_subset.csv.gz" in message
+    assert "PGCname" in message
+    assert "chr()" not in message
+    assert len(message) < 400
+
+
+
+def test_out_of_range_coordinates_are_masked_with_a_warning():
+    coords = Table({"PGC": [212, 1309], "ra": [400.0, 10.0], "dec": [5.0, -95.0]})
+    with pytest.warns(CatalogWarning) as record:
+        cat = read_efigi(SUBSET, coordinates=coords)
+    messages = " | ".join(str(w.message) for w in record)
+    assert "ra outside [0, 360] deg" in messages and "dec outside [-90, 90] deg" in messages
+    assert np.all(cat["ra"].mask | (cat["ra"].filled(0) <= 360))
+    assert np.all(cat["dec"].mask | (np.abs(cat["dec"].filled(0)) <= 90))

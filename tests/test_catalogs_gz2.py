@@ -1,6 +1,7 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """Tests of the Galaxy Zoo 2 reader, the gz2_class parser and the clean samples."""
 
+import gzip
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from galmorphsearch.catalogs import (
     CLEAN_SAMPLE_THRESHOLDS,
     GZ2_SCHEME,
     clean_sample_masks,
+    gz2_types_from_fractions,
     parse_gz2_class,
     read_gz2,
     select_clean_sample,
@@ -27,13 +29,6 @@ SUBSET = DATA / "gz2_table5_stripe82_subset.csv.gz"
 REPO = Path(__file__).resolve().parents[1]
 GALLERY = REPO / "galmorphsearch" / "data" / "gz2_gallery" / "labels.csv"
 
-
-def _shared_file(*parts):
-    for base in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        path = base.joinpath(*parts)
-        if path.exists():
-            return path
-    pytest.skip(f"shared data file {'/'.join(parts)} not available beside the repository")
 
 
 # An independent, row-by-row reading of the GZ2 decision tree used to check
@@ -323,8 +318,8 @@ def test_clean_sample_custom_thresholds(subset):
 # --- the full Stripe 82 Table 5 -------------------------------------------------------
 
 
-def test_full_table5_counts():
-    path = _shared_file("gz2-table5-stripe82", "table5.fits.gz")
+def test_full_table5_counts(shared_data):
+    path = shared_data / "gz2-table5-stripe82" / "table5.fits.gz"
     raw = Table.read(path)
     with pytest.warns(CatalogWarning, match="star_or_artifact"):
         cat = read_gz2(raw)
@@ -357,9 +352,9 @@ def test_full_table5_counts():
         assert (morph[i] is np.ma.masked) if expected is None else morph[i] == expected
 
 
-def test_full_table5_csv_matches_fits():
-    fits_path = _shared_file("gz2-table5-stripe82", "table5.fits.gz")
-    csv_path = _shared_file("gz2-table5-stripe82", "table5.csv.gz")
+def test_full_table5_csv_matches_fits(shared_data):
+    fits_path = shared_data / "gz2-table5-stripe82" / "table5.fits.gz"
+    csv_path = shared_data / "gz2-table5-stripe82" / "table5.csv.gz"
     with pytest.warns(CatalogWarning):
         a = read_gz2(fits_path)
     with pytest.warns(CatalogWarning):
@@ -368,3 +363,55 @@ def test_full_table5_csv_matches_fits():
     agree = np.mean(a["morphology"].filled("") == b["morphology"].filled(""))
     # The CSV prints fractions with fewer digits; ties may break differently.
     assert agree > 0.999
+
+
+# --- argument and file checks ------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["a", None, 2, 1.0, -0.1, float("nan"), True])
+def test_min_fraction_must_be_in_unit_interval(bad):
+    raw = Table.read(SUBSET, format="ascii.csv")[:5]
+    with pytest.raises(ValueError, match=r"min_fraction must be a number in \[0, 1\)"):
+        read_gz2(raw, min_fraction=bad)
+    with pytest.raises(ValueError, match="min_fraction"):
+        gz2_types_from_fractions(raw, min_fraction=bad)
+
+
+def test_min_fraction_limits_accepted():
+    raw = Table.read(SUBSET, format="ascii.csv")[:20]
+    assert read_gz2(raw, min_fraction=0).meta["MINFRAC"] == 0.0
+    with pytest.warns(CatalogWarning, match="below_min_fraction"):
+        cat = read_gz2(raw, min_fraction=np.float32(0.99))
+    assert cat["morphology"].mask.all()
+
+
+def test_out_of_range_coordinates_are_masked_with_a_warning():
+    raw = Table.read(SUBSET, format="ascii.csv")[:6]
+    raw["ra"][1] = 400.0
+    raw["ra"][2] = -3.0
+    raw["dec"][3] = 100.0
+    with pytest.warns(CatalogWarning) as record:
+        cat = read_gz2(raw)
+    messages = " | ".join(str(w.message) for w in record)
+    assert "2 of 6 GZ2 rows have ra outside [0, 360] deg" in messages
+    assert "1 of 6 GZ2 rows have dec outside [-90, 90] deg" in messages
+    assert cat["ra"].mask.tolist() == [False, True, True, False, False, False]
+    assert cat["dec"].mask.tolist() == [False, False, False, True, False, False]
+    # The catalog's own columns are kept as they were.
+    assert cat["morphology"].tolist() == read_gz2(Table.read(SUBSET, format="ascii.csv")[:6])[
+        "morphology"
+    ].tolist()
+
+
+def test_unreadable_file_gives_short_message(tmp_path):
+    text = tmp_path / "table5.txt"
+    text.write_text(gzip.decompress(SUBSET.read_bytes()).decode())
+    with pytest.raises(CatalogFormatError) as info:
+        read_gz2(text)
+    message = str(info.value)
+    assert "table5.txt" in message
+    assert "Galaxy Zoo 2 table" in message and "format=" in message
+    assert "\n" not in message and len(message) < 400  # not astropy's format table
+    # With the format given, the same file reads.
+    with pytest.warns(CatalogWarning):
+        assert len(read_gz2(text, format="ascii.csv")) == 304

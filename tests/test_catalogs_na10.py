@@ -106,3 +106,26 @@ def test_bad_inputs(tmp_path):
     # Without coordinates the positions are masked.
     cat = read_na10(Table({"JID": ["a"], "TType": [4]}))
     assert cat["ra"].mask.all()
+
+
+def test_out_of_range_coordinates_are_masked_with_a_warning():
+    t = Table({"JID": ["a", "b", "c"], "RAdeg": [400.0, 10.0, 20.0],
+               "DEdeg": [5.0, 100.0, -20.0], "TType": [4, 4, 4]})  # fmt: skip
+    with pytest.warns(CatalogWarning) as record:
+        cat = read_na10(t)
+    messages = " | ".join(str(w.message) for w in record)
+    assert "1 of 3 NA10 rows have ra outside [0, 360] deg in column 'RAdeg'" in messages
+    assert "1 of 3 NA10 rows have dec outside [-90, 90] deg in column 'DEdeg'" in messages
+    assert cat["ra"].mask.tolist() == [True, False, False]
+    assert cat["dec"].mask.tolist() == [False, True, False]
+    assert cat["RAdeg"][0] == 400.0  # the catalog's own column is kept
+
+
+def test_unreadable_file_gives_short_message(tmp_path):
+    path = tmp_path / "na10.fits"
+    path.write_text("JID TType\n")
+    with pytest.raises(CatalogFormatError) as info:
+        read_na10(path)
+    message = str(info.value)
+    assert "na10.fits" in message and "Nair & Abraham" in message
+    assert "\n" not in message and len(message) < 400

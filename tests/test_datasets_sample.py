@@ -139,3 +139,20 @@ def test_gz2_gallery_images():
     images = np.asarray(table["image"], dtype=float)
     assert (images[:, 118:138, 118:138].mean(axis=(1, 2, 3))
             > images[:, :20, :20].mean(axis=(1, 2, 3))).all()
+
+
+@pytest.mark.parametrize("bad", ["", "gg", "gx", ["g", "R"]])
+def test_band_errors_are_the_same_everywhere(bad):
+    """The three dataset functions share one band parser and its messages."""
+    from galmorphsearch.datasets import fetch_sdss_images, make_synthetic_galaxy
+
+    messages = []
+    for call in (
+        lambda: get_sample_field_paths(bad),
+        lambda: make_synthetic_galaxy("Er", bands=bad),
+        lambda: fetch_sdss_images(SkyCoord(0, 0, unit="deg"), bands=bad),  # fails offline
+    ):
+        with pytest.raises(ValueError, match="^bands must be") as info:
+            call()
+        messages.append(str(info.value))
+    assert all(repr(tuple(bad)) in message for message in messages)

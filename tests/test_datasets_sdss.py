@@ -158,8 +158,9 @@ def test_second_call_uses_cache(patch_sdss, tmp_path):
     assert len(patch_sdss.downloads) == n_downloads + 1
     assert third.bands == ("g", "r", "i")
 
-    clear_sdss_cache(cache_dir)
-    assert not cache_dir.exists()
+    assert clear_sdss_cache(cache_dir) == 4  # three frames and one look-up
+    assert cache_dir.is_dir()
+    assert list(cache_dir.iterdir()) == []
     fetch_sdss_images(HCG88A, bands="g", cache_dir=cache_dir)
     assert len(patch_sdss.queries) == n_queries + 1
 
@@ -278,6 +279,103 @@ def test_download_failure(patch_sdss, monkeypatch, tmp_path):
     # Nothing half-written is left in the frame cache.
     frames = tmp_path / "cache" / f"dr{conf.data_release}" / "frames"
     assert not frames.exists() or not any(frames.iterdir())
+
+
+def test_clear_cache_keeps_foreign_files(patch_sdss, tmp_path):
+    """Only what fetch_sdss_images writes is deleted, never the folder given."""
+    cache_dir = tmp_path / "shared_folder"
+    cache_dir.mkdir()
+    foreign = {
+        cache_dir / "notes.txt": "mine",
+        cache_dir / "frames" / "frame-r-001737-5-0047.fits": "not in a dr* folder",
+        cache_dir / "dr17" / "frames" / "my_image.fits": "not an SDSS frame name",
+        cache_dir / "dr17" / "positions" / "targets.ecsv": "not a look-up name",
+        cache_dir / "dr17" / "other" / "frame-g-001737-5-0047.fits": "not in frames/",
+        cache_dir / "drafts" / "frames" / "frame-g-001737-5-0047.fits": "not dr<N>",
+    }
+    for path, text in foreign.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    fetch_sdss_images(HCG88A, bands="gr", cache_dir=cache_dir, data_release=17)
+    release = cache_dir / "dr17"
+    # A temporary file left by an interrupted write is the package's too.
+    (release / "frames" / ".frame-i-001737-5-0047.fits.x1y2z3.tmp.fits").write_text("")
+    written = sorted(p.name for p in (release / "frames").iterdir())
+    assert "frame-g-001737-5-0047.fits" in written
+
+    assert clear_sdss_cache(cache_dir) == 4  # g, r, the temporary file, one look-up
+    for path, text in foreign.items():
+        assert path.read_text() == text
+    assert sorted(p.name for p in (release / "frames").iterdir()) == ["my_image.fits"]
+    assert sorted(p.name for p in (release / "positions").iterdir()) == ["targets.ecsv"]
+    # Nothing is left to delete; a missing cache directory is not an error.
+    assert clear_sdss_cache(cache_dir) == 0
+    assert clear_sdss_cache(tmp_path / "absent") == 0
+
+
+def test_cache_writes_are_atomic(patch_sdss, tmp_path, monkeypatch):
+    """Cache files are written under a unique temporary name, then renamed."""
+    import os
+
+    renames = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        renames.append((os.fspath(src), os.fspath(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    cache_dir = tmp_path / "cache"
+    fetch_sdss_images(HCG88A, bands="gr", cache_dir=cache_dir)
+    targets = sorted(Path(dst).name for _, dst in renames)
+    assert len([t for t in targets if t.startswith("frame-")]) == 2
+    assert len([t for t in targets if t.startswith("pos_")]) == 1
+    sources = [Path(src) for src, _ in renames]
+    assert len(set(sources)) == len(sources)
+    for src, dst in renames:
+        assert Path(src).parent == Path(dst).parent  # same folder: atomic rename
+        assert Path(src).name != Path(dst).name + ".part"
+        assert ".tmp" in Path(src).name
+    leftovers = [p for p in cache_dir.rglob("*") if p.is_file() and ".tmp" in p.name]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"data_release": "dr17"}, ValueError, "data_release must be a positive integer"),
+        ({"data_release": 0}, ValueError, "data_release must be a positive integer"),
+        ({"data_release": 17.5}, ValueError, "data_release must be a positive integer"),
+        ({"radius": -2 * u.arcsec}, ValueError, "radius must be a positive"),
+        ({"radius": 0}, ValueError, "radius must be a positive"),
+        ({"radius": 3 * u.kg}, ValueError, "radius must be a positive angle"),
+        ({"timeout": -1}, ValueError, "timeout must be a positive number of seconds"),
+        ({"timeout": "soon"}, ValueError, "timeout must be a positive number"),
+        ({"cutout_size": -5}, ValueError, "cutout_size must be"),
+        ({"cutout_size": (10, 0)}, ValueError, "cutout_size must be"),
+        ({"cutout_size": (1, 2, 3)}, ValueError, "cutout_size must be"),
+        ({"cutout_size": 3 * u.kg}, ValueError, "cutout_size must be"),
+        ({"cache": "yes"}, TypeError, "cache must be True or False"),
+        ({"cache_dir": 5}, TypeError, "cache_dir must be a path"),
+    ],
+)
+def test_bad_arguments_fail_before_network(patch_sdss, tmp_path, kwargs, error, match):
+    kwargs.setdefault("cache_dir", tmp_path)
+    with pytest.raises(error, match=match):
+        fetch_sdss_images(HCG88A, **kwargs)
+    assert patch_sdss.requests == []
+    assert patch_sdss.downloads == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"data_release": "12"}, {"radius": 3}, {"radius": 0.1 * u.arcmin}, {"timeout": 5},
+     {"cutout_size": (21, 11)}, {"cutout_size": 20 * u.arcsec},
+     {"cutout_size": (9, 7) * u.pixel}],
+)
+def test_good_arguments_accepted(patch_sdss, tmp_path, kwargs):
+    field = fetch_sdss_images(HCG88A, bands="r", cache_dir=tmp_path, **kwargs)
+    assert field.bands == ("r",)
 
 
 @pytest.mark.remote_data

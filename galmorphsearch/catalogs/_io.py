@@ -9,18 +9,44 @@ from astropy import units as u
 from astropy.table import MaskedColumn, Table
 from astropy.utils.exceptions import AstropyWarning
 
-from ..utils.exceptions import CatalogFormatError
+from ..utils.exceptions import CatalogFormatError, CatalogWarning
 
 __all__ = []
 
 
-def read_table(source, what, **kwargs):
+#: Valid ranges of the standard coordinate columns, in degrees.
+COORDINATE_RANGES = {"ra": (0.0, 360.0), "dec": (-90.0, 90.0)}
+_MAX_REASON = 160
+
+
+def describe_source(source):
+    """How messages name ``source``: the quoted path, or 'the given table'."""
+    if isinstance(source, (str, os.PathLike)):
+        return repr(os.fspath(source))
+    return "the given table"
+
+
+def _short_reason(exc):
+    """One short line saying why astropy could not read a file."""
+    from astropy.io.registry import IORegistryError
+
+    if isinstance(exc, IORegistryError):
+        return "astropy does not recognise its format from the file name or contents"
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if len(text) > _MAX_REASON:
+        text = text[: _MAX_REASON - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def read_table(source, what, expected=None, **kwargs):
     """
     Return a copy of ``source`` as a `~astropy.table.Table`.
 
     ``source`` is a Table (copied), or a path read with `Table.read` and
-    ``kwargs``. Every failure to read becomes a `CatalogFormatError` naming
-    the file and the catalog it was meant to be.
+    ``kwargs``. Every failure to read becomes a `CatalogFormatError` with a
+    short message naming the file, what was ``expected`` there (default
+    ``'a <what>'``) and the first line of astropy's reason.
     """
     if isinstance(source, Table):
         return Table(source, copy=True, masked=False)
@@ -40,8 +66,9 @@ def read_table(source, what, **kwargs):
             warnings.simplefilter("ignore", AstropyWarning)
             table = Table.read(path, **kwargs)
     except Exception as exc:  # astropy raises many kinds for a wrong file
-        msg = f"Could not read {path!r} as a {what}: {type(exc).__name__}: {exc}"
-        raise CatalogFormatError(msg) from exc
+        expected = expected or f"a {what}"
+        msg = f"Could not read {path!r}: expected {expected}; {_short_reason(exc)}"
+        raise CatalogFormatError(msg) from None
     return Table(table, masked=False)
 
 
@@ -75,14 +102,20 @@ def find_column(table, candidates):
     return None
 
 
-def require_column(table, candidates, what, catalog):
-    """Like `find_column`, but raise `CatalogFormatError` naming the column when absent."""
+def require_column(table, candidates, what, catalog, source=None):
+    """
+    Like `find_column`, but raise `CatalogFormatError` naming the column when absent.
+
+    ``source`` (see `describe_source`) names where the table came from.
+    """
     name = find_column(table, candidates)
     if name is None:
+        where = f" read from {source}" if source and source != "the given table" else ""
         msg = (
-            f"The {catalog} table has no {what} column (looked for "
+            f"The {catalog} table{where} has no {what} column (looked for "
             f"{', '.join(repr(c) for c in candidates)}); its columns are: "
-            f"{', '.join(table.colnames[:20])}{' ...' if len(table.colnames) > 20 else ''}."
+            f"{', '.join(table.colnames[:8])}"
+            f"{f' ... ({len(table.colnames)} in all)' if len(table.colnames) > 8 else ''}."
         )
         raise CatalogFormatError(msg)
     return name
@@ -96,8 +129,14 @@ def to_str_array(values):
     return np.char.strip(data.astype(str))
 
 
-def coordinate_column(table, candidates, name):
-    """A float column in degrees from the first present candidate, or a fully masked one."""
+def coordinate_column(table, candidates, name, catalog="catalog"):
+    """
+    A float column in degrees from the first present candidate, or a fully masked one.
+
+    Values outside the valid range of ``name`` (`COORDINATE_RANGES`: ra in
+    [0, 360], dec in [-90, 90] degrees) are a problem of the data, not of
+    the file: they are masked, with a `CatalogWarning` saying how many.
+    """
     col = find_column(table, candidates)
     n = len(table)
     if col is None:
@@ -116,6 +155,19 @@ def coordinate_column(table, candidates, name):
             msg = f"Column {col!r} has unit {src.unit}, which is not an angle."
             raise CatalogFormatError(msg) from exc
     mask |= ~np.isfinite(values)
+    if name in COORDINATE_RANGES:
+        low, high = COORDINATE_RANGES[name]
+        with np.errstate(invalid="ignore"):
+            bad = ~mask & ((values < low) | (values > high))
+        if bad.any():
+            examples = ", ".join(f"{v:g}" for v in values[bad][:3])
+            msg = (
+                f"{int(bad.sum())} of {n} {catalog} rows have {name} outside "
+                f"[{low:g}, {high:g}] deg in column {col!r} (e.g. {examples}); "
+                f"their {name} is masked."
+            )
+            warnings.warn(msg, CatalogWarning, stacklevel=3)
+            mask |= bad
     return MaskedColumn(values, name=name, mask=mask, unit=u.deg)
 
 

@@ -137,8 +137,8 @@ class DecisionTree:
         kind : {'debiased', 'fraction', 'weighted_fraction'}, optional
             Which GZ2 fraction to use (default ``'debiased'``).
         min_fraction : float, optional
-            The winning fraction at each node must be larger than this
-            (default 0, i.e. a plain plurality).
+            The winning fraction at each node must be larger than this; a
+            number in [0, 1) (default 0, i.e. a plain plurality).
 
         Returns
         -------
@@ -153,8 +153,11 @@ class DecisionTree:
         ------
         CatalogFormatError
             If a required column is missing.
+        ValueError
+            If ``kind`` is unknown or ``min_fraction`` is not in [0, 1).
         """
         _check_kind(kind)
+        min_fraction = check_min_fraction(min_fraction)
         missing = [c for c in self.required_columns(kind) if c not in table.colnames]
         if missing:
             msg = (
@@ -206,6 +209,20 @@ class DecisionTree:
                         resolved[sel] = True
                         active[sel] = False
         return np.ma.MaskedArray(result, mask=~resolved), reason
+
+
+def check_min_fraction(min_fraction):
+    """``min_fraction`` as a float in [0, 1), or a `ValueError` saying why not."""
+    ok = isinstance(min_fraction, int | float | np.integer | np.floating) and not isinstance(
+        min_fraction, bool | np.bool_
+    )
+    if not ok or not 0.0 <= min_fraction < 1.0:
+        msg = (
+            f"min_fraction must be a number in [0, 1) (the winning vote fraction must "
+            f"exceed it; 1 or more would reject every galaxy), got {min_fraction!r}."
+        )
+        raise ValueError(msg)
+    return float(min_fraction)
 
 
 def _check_kind(kind):

@@ -9,7 +9,6 @@ no coordinates: ``ra``/``dec`` are masked unless a coordinates table is
 given.
 """
 
-import os
 import re
 
 import numpy as np
@@ -19,6 +18,7 @@ from ..utils.exceptions import CatalogFormatError, UnknownMorphologyError
 from ._io import (
     add_standard_columns,
     coordinate_column,
+    describe_source,
     find_column,
     guess_format,
     read_table,
@@ -31,6 +31,10 @@ __all__ = ["read_efigi"]
 
 EFIGI_REFERENCE = "Baillard et al. 2011, A&A 532, A74"
 _T_COLUMNS = ("T", "T_inf", "T_sup")
+_EFIGI_EXPECTED = (
+    "the EFIGI attribute table (EFIGI_attributes.txt: whitespace-separated columns "
+    "PGCname T T_inf T_sup ... with '#' comments, or a CSV/FITS copy)"
+)
 
 
 def _pgc_number(names):
@@ -96,6 +100,12 @@ def read_efigi(source, *, coordinates=None, mask_undetermined=True, format=None)
     UnknownMorphologyError
         If a T value lies outside -6..11.
 
+    Warns
+    -----
+    CatalogWarning
+        When ``coordinates`` holds ``ra`` or ``dec`` outside [0, 360] or
+        [-90, 90] degrees (those values are masked).
+
     Examples
     --------
     >>> from astropy.table import Table
@@ -114,13 +124,12 @@ def read_efigi(source, *, coordinates=None, mask_undetermined=True, format=None)
             kwargs = {"format": "ascii.basic", "comment": "#", "guess": False}
         else:
             kwargs = {"format": fmt}
-        if fmt == "ascii.csv" and not os.fspath(source).lower().endswith(".csv"):
-            kwargs["guess"] = False
-    table = read_table(source, "EFIGI attribute table", **kwargs)
+    table = read_table(source, "EFIGI attribute table", expected=_EFIGI_EXPECTED, **kwargs)
+    where = describe_source(source)
 
-    pgc = require_column(table, ["PGCname"], "PGCname", "EFIGI")
+    pgc = require_column(table, ["PGCname"], "PGCname", "EFIGI", source=where)
     for col in _T_COLUMNS:
-        require_column(table, [col], col, "EFIGI")
+        require_column(table, [col], col, "EFIGI", source=where)
     morph = _efigi_names(table["T"], "T")
     inf = _efigi_names(table["T_inf"], "T_inf")
     sup = _efigi_names(table["T_sup"], "T_sup")
@@ -170,8 +179,10 @@ def _join_coordinates(pgcnames, coordinates):
     idcol = require_column(
         coordinates, ["PGCname", "objid", "PGC", "pgc"], "PGC identifier", "coordinates"
     )
-    cra = coordinate_column(coordinates, ["ra", "RAdeg", "RAJ2000", "_RAJ2000"], "ra")
-    cdec = coordinate_column(coordinates, ["dec", "DEdeg", "DEJ2000", "_DEJ2000"], "dec")
+    cra = coordinate_column(coordinates, ["ra", "RAdeg", "RAJ2000", "_RAJ2000"], "ra",
+                            "EFIGI coordinates")
+    cdec = coordinate_column(coordinates, ["dec", "DEdeg", "DEJ2000", "_DEJ2000"], "dec",
+                             "EFIGI coordinates")
     if cra.mask.all() or cdec.mask.all():
         if find_column(coordinates, ["ra", "RAdeg", "RAJ2000", "_RAJ2000"]) is None:
             msg = "The coordinates table has no ra (or RAdeg/RAJ2000) column."

@@ -22,13 +22,14 @@ from ..utils.exceptions import CatalogFormatError, CatalogWarning, UnknownMorpho
 from ._io import (
     add_standard_columns,
     coordinate_column,
+    describe_source,
     find_column,
     guess_format,
     read_table,
     require_column,
     to_str_array,
 )
-from .decision_tree import FRACTION_KINDS, GZ2_DECISION_TREE
+from .decision_tree import FRACTION_KINDS, GZ2_DECISION_TREE, check_min_fraction
 from .schemes import GZ2_SCHEME
 
 __all__ = [
@@ -67,6 +68,10 @@ _GZ2_CLASS_RE = re.compile(
 )
 
 _ROUND = {"r": "Er", "i": "Ei", "c": "Ec"}
+_GZ2_EXPECTED = (
+    "a Galaxy Zoo 2 table as FITS, CSV, ECSV, VOTable or HDF5 (possibly compressed; "
+    "pass format= for other files)"
+)
 
 #: Thresholds of the "clean" GZ2 samples: for each class, the minimum vote
 #: fraction (``>=``) of each answer. These are the five classes of Zhu et al.
@@ -224,7 +229,8 @@ def gz2_types_from_fractions(table, fraction="debiased", min_fraction=0.0, tree=
     CatalogFormatError
         If a needed fraction column is missing.
     ValueError
-        If ``fraction`` is not a known fraction kind.
+        If ``fraction`` is not a known fraction kind, or ``min_fraction`` is
+        not a number in [0, 1).
     """
     tree = GZ2_DECISION_TREE if tree is None else tree
     return tree.classify(table, kind=fraction, min_fraction=min_fraction)
@@ -248,7 +254,7 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
         the vote fractions otherwise.
     min_fraction : float, optional
         For the decision tree: the winning fraction at each node must exceed
-        this (default 0, plain plurality).
+        this; a number in [0, 1) (default 0, plain plurality).
     format : str, optional
         Astropy table format of the file; guessed from the extension by
         default.
@@ -271,13 +277,16 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
     UnknownMorphologyError
         If a ``gz2_class`` string does not follow the GZ2 grammar.
     ValueError
-        If ``use`` or ``fraction`` is not one of the allowed values.
+        If ``use`` or ``fraction`` is not one of the allowed values, or
+        ``min_fraction`` is not a number in [0, 1).
 
     Warns
     -----
     CatalogWarning
         When some rows get no morphology (star/artifact winners, or no votes
-        at a node reached), with how many and why.
+        at a node reached), with how many and why; and when ``ra`` or
+        ``dec`` lie outside [0, 360] or [-90, 90] degrees (those values are
+        masked).
 
     Examples
     --------
@@ -296,12 +305,15 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
     if fraction not in FRACTION_KINDS:
         msg = f"Unknown GZ2 fraction kind {fraction!r}; choose one of {FRACTION_KINDS}."
         raise ValueError(msg)
+    min_fraction = check_min_fraction(min_fraction)
     if format is None and not hasattr(source, "colnames"):
         format = guess_format(source)
     kwargs = {} if format is None else {"format": format}
-    table = read_table(source, "Galaxy Zoo 2 table", **kwargs)
+    table = read_table(source, "Galaxy Zoo 2 table", expected=_GZ2_EXPECTED, **kwargs)
+    where = describe_source(source)
 
-    idcol = require_column(table, ["objid", "dr7objid", "OBJID"], "object id", "Galaxy Zoo 2")
+    idcol = require_column(table, ["objid", "dr7objid", "OBJID"], "object id", "Galaxy Zoo 2",
+                           source=where)
     class_col = find_column(table, ["gz2_class"])
     if use == "auto":
         use = "gz2_class" if class_col is not None else "fractions"
@@ -311,7 +323,8 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
         "REF": GZ2_REFERENCE,
     }
     if use == "gz2_class":
-        class_col = require_column(table, ["gz2_class"], "gz2_class", "Galaxy Zoo 2")
+        class_col = require_column(table, ["gz2_class"], "gz2_class", "Galaxy Zoo 2",
+                                   source=where)
         morphology = parse_gz2_class(table[class_col])
         strings = to_str_array(table[class_col])
         reason = np.where(np.ma.getmaskarray(morphology), "gz2_class:" + strings, "")
@@ -323,12 +336,12 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
         )
         meta["MORPHSRC"] = "fractions"
         meta["FRACKIND"] = fraction
-        meta["MINFRAC"] = float(min_fraction)
+        meta["MINFRAC"] = min_fraction
         meta["RULE"] = "plurality at t01; t07 | t02, t03, t05"
 
     objid = Column(np.ma.getdata(table[idcol]), name="objid", description="SDSS DR7 objID")
-    ra = coordinate_column(table, ["ra", "RAdeg", "RAJ2000"], "ra")
-    dec = coordinate_column(table, ["dec", "DEdeg", "DEJ2000"], "dec")
+    ra = coordinate_column(table, ["ra", "RAdeg", "RAJ2000"], "ra", "GZ2")
+    dec = coordinate_column(table, ["dec", "DEdeg", "DEJ2000"], "dec", "GZ2")
     add_standard_columns(table, objid, ra, dec, morphology, GZ2_SCHEME)
 
     nomorph = int(np.ma.getmaskarray(morphology).sum())

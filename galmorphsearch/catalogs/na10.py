@@ -33,6 +33,7 @@ from ..utils.exceptions import CatalogFormatError, CatalogWarning, UnknownMorpho
 from ._io import (
     add_standard_columns,
     coordinate_column,
+    describe_source,
     guess_format,
     read_table,
     require_column,
@@ -87,6 +88,10 @@ NA10_TYPE_MAP = {
 }
 
 _ID_COLUMNS = ["JID", "SDSS", "Name", "objID", "dr7objid", "objid"]
+_NA10_EXPECTED = (
+    "the Nair & Abraham (2010) table: the CDS table2.dat with its ReadMe, or a VizieR "
+    "export (FITS, VOTable, CSV) with columns JID and TType"
+)
 _TTYPE_COLUMNS = ["TType", "T", "T-Type", "Ttype"]
 
 
@@ -133,7 +138,8 @@ def read_na10(source, *, readme=None, format=None, codes=None, type_map=None):
     -----
     CatalogWarning
         When rows have no morphology (blank codes, or codes mapped to
-        `None`, such as 12 and 99).
+        `None`, such as 12 and 99), and when ``ra`` or ``dec`` lie outside
+        [0, 360] or [-90, 90] degrees (those values are masked).
 
     Examples
     --------
@@ -168,10 +174,11 @@ def read_na10(source, *, readme=None, format=None, codes=None, type_map=None):
         else:
             fmt = format or guess_format(path)
             kwargs = {} if fmt is None else {"format": fmt}
-    table = read_table(source, "Nair & Abraham (2010) table", **kwargs)
+    table = read_table(source, "Nair & Abraham (2010) table", expected=_NA10_EXPECTED, **kwargs)
+    where = describe_source(source)
 
-    tcol = require_column(table, _TTYPE_COLUMNS, "TType", "NA10")
-    idcol = require_column(table, _ID_COLUMNS, "object id (JID)", "NA10")
+    tcol = require_column(table, _TTYPE_COLUMNS, "TType", "NA10", source=where)
+    idcol = require_column(table, _ID_COLUMNS, "object id (JID)", "NA10", source=where)
     raw = np.ma.asarray(table[tcol])
     inmask = np.ma.getmaskarray(raw)
     try:
@@ -207,8 +214,9 @@ def read_na10(source, *, readme=None, format=None, codes=None, type_map=None):
     objid = Column(to_str_array(table[idcol]), name="objid", description=f"NA10 {idcol}")
     if table[idcol].dtype.kind in "iu":
         objid = Column(np.ma.getdata(table[idcol]), name="objid", description=f"NA10 {idcol}")
-    ra = coordinate_column(table, ["RAdeg", "RAJ2000", "_RAJ2000", "ra", "_RA"], "ra")
-    dec = coordinate_column(table, ["DEdeg", "DEJ2000", "_DEJ2000", "dec", "_DE"], "dec")
+    ra = coordinate_column(table, ["RAdeg", "RAJ2000", "_RAJ2000", "ra", "_RA"], "ra", "NA10")
+    dec = coordinate_column(table, ["DEdeg", "DEJ2000", "_DEJ2000", "dec", "_DE"], "dec",
+                            "NA10")
     add_standard_columns(table, objid, ra, dec, morphology, NA10_SCHEME)
     table.add_column(
         MaskedColumn(na10, name="na10_type", mask=na10 == ""),

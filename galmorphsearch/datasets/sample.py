@@ -20,31 +20,13 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from ._bands import parse_bands
 from ._fields import MultiBandField, fix_sdss_header
 
 __all__ = ["get_sample_field_paths", "load_sample_field", "load_gz2_gallery", "load_hcg88_members"]
 
 _DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 _SAMPLE_BANDS = "gri"
-
-
-def _parse_bands(bands, allowed):
-    """Turn ``'gri'`` or ``['g', 'r', 'i']`` into a tuple, checking each band."""
-    if isinstance(bands, str):
-        bands = tuple(bands)
-    else:
-        bands = tuple(bands)
-    if not bands:
-        msg = "no band requested"
-        raise ValueError(msg)
-    bad = [band for band in bands if band not in allowed]
-    if bad:
-        msg = f"unknown band(s) {bad!r}: choose among {', '.join(allowed)}"
-        raise ValueError(msg)
-    if len(set(bands)) != len(bands):
-        msg = f"band(s) requested twice in {bands!r}"
-        raise ValueError(msg)
-    return bands
 
 
 def get_sample_field_paths(bands="gri"):
@@ -82,7 +64,7 @@ def get_sample_field_paths(bands="gri"):
     >>> paths['r'].endswith('reprojected_sdss_r.fits.bz2')
     True
     """
-    bands = _parse_bands(bands, _SAMPLE_BANDS)
+    bands = parse_bands(bands, _SAMPLE_BANDS)
     return {band: str(_DATA_DIR / "hcg88" / f"reprojected_sdss_{band}.fits.bz2") for band in bands}
 
 
@@ -91,7 +73,7 @@ def load_sample_field(bands="gri"):
     Load the bundled SDSS g, r and i images of Hickson Compact Group 88.
 
     The field is 682x496 pixels of about 1.19 arcsec, covering RA 313.07 to
-    313.27 deg and Dec -5.79 to -5.59 deg: the four spirals of the compact
+    313.27 deg and Dec -5.79 to -5.59 deg: the three spirals of the compact
     group, a few background galaxies and many stars. Pixel values are in
     nanomaggies (sky subtracted, as in SDSS ``frame`` files); the three bands
     share one TAN WCS.

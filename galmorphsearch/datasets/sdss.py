@@ -11,7 +11,7 @@ returns them, optionally cut around the position, ready for
 """
 
 import os
-import shutil
+import re
 import warnings
 from pathlib import Path
 
@@ -25,13 +25,29 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from ..utils.exceptions import NoResultsWarning, RemoteServiceError
+from ..utils.io import atomic_path
 from ..utils.progress import progress_iter
+from ._bands import parse_bands
 from ._fields import MultiBandField, fix_sdss_header
 
 __all__ = ["fetch_sdss_images", "get_sdss_cache_dir", "clear_sdss_cache"]
 
 _SDSS_BANDS = "ugriz"
 _MATCH_FIELDS = ["ra", "dec", "objid", "run", "rerun", "camcol", "field"]
+
+# What this module writes below the cache directory: dr<N>/frames/ holds
+# frame-<band>-<run>-<camcol>-<field>.fits and dr<N>/positions/ the position
+# look-ups, each possibly as a temporary file of `atomic_path` (or of the
+# ".part" scheme of earlier versions) left by an interrupted write.
+_RELEASE_DIR_RE = re.compile(r"^dr\d+$")
+_CACHE_NAMES = {
+    "frames": r"frame-[ugriz]-\d{6}-\d-\d{4}\.fits",
+    "positions": r"pos_[0-9.]+_[+-][0-9.]+_[0-9.]+\.ecsv",
+}
+_CACHE_FILE_RE = {
+    sub: re.compile(rf"^(?:{name}|\.{name}\.\w+\.tmp\.(?:fits|ecsv)|{name}\.part)$")
+    for sub, name in _CACHE_NAMES.items()
+}
 
 
 def _conf():
@@ -66,22 +82,50 @@ def clear_sdss_cache(cache_dir=None):
     """
     Delete the SDSS frames and position look-ups kept in the cache.
 
+    Only what `fetch_sdss_images` writes is deleted: the files named like
+    SDSS frames (``dr<N>/frames/frame-<band>-<run>-<camcol>-<field>.fits``)
+    and position look-ups (``dr<N>/positions/pos_*.ecsv``), with the
+    temporary files of interrupted writes, then those sub-folders if they
+    are left empty. Any other file, and the cache directory itself, are
+    left alone, so pointing ``cache_dir`` at a folder that holds other data
+    is safe.
+
     Parameters
     ----------
     cache_dir : str or path-like, optional
         The cache directory; see `get_sdss_cache_dir`.
+
+    Returns
+    -------
+    removed : int
+        The number of files deleted.
     """
     directory = get_sdss_cache_dir(cache_dir)
-    if directory.is_dir():
-        shutil.rmtree(directory)
+    removed = 0
+    if not directory.is_dir():
+        return removed
+    for release in sorted(directory.iterdir()):
+        if not (_RELEASE_DIR_RE.match(release.name) and release.is_dir()
+                and not release.is_symlink()):
+            continue
+        for sub, pattern in _CACHE_FILE_RE.items():
+            folder = release / sub
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for path in sorted(folder.iterdir()):
+                if pattern.match(path.name) and path.is_file() and not path.is_symlink():
+                    path.unlink()
+                    removed += 1
+            _remove_if_empty(folder)
+        _remove_if_empty(release)
+    return removed
 
 
-def _parse_bands(bands):
-    bands = tuple(bands)
-    if not bands or len(set(bands)) != len(bands) or any(b not in _SDSS_BANDS for b in bands):
-        msg = f"bands must be distinct SDSS bands among 'u', 'g', 'r', 'i', 'z', got {bands!r}"
-        raise ValueError(msg)
-    return bands
+def _remove_if_empty(folder):
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (foreign files), or already gone
+        pass
 
 
 def _parse_coordinates(coordinates):
@@ -98,6 +142,71 @@ def _parse_coordinates(coordinates):
             raise ValueError(msg) from exc
     msg = f"coordinates must be a SkyCoord or a string, got {type(coordinates).__name__}"
     raise TypeError(msg)
+
+
+def _is_number(value):
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def _check_data_release(value):
+    """The SDSS data release as a positive int (17, '17'; not 'dr17' or 17.5)."""
+    number = None
+    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    if number is None or number < 1:
+        msg = f"data_release must be a positive integer such as 17, got {value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def _check_positive(name, value, unit):
+    """A positive finite float, or a ValueError naming the argument."""
+    if not _is_number(value) or not np.isfinite(value) or value <= 0:
+        msg = f"{name} must be a positive number of {unit}, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def _check_radius(radius):
+    """The search radius as a positive angle (a number means arcsec)."""
+    if isinstance(radius, u.Quantity):
+        if not radius.isscalar or radius.unit.physical_type != "angle":
+            msg = f"radius must be a positive angle (or a number of arcsec), got {radius!r}"
+            raise ValueError(msg)
+        _check_positive("radius", float(radius.to_value(u.arcsec)), "arcsec")
+        return radius.to(u.arcsec)
+    return _check_positive("radius", radius, "arcsec") * u.arcsec
+
+
+def _check_cutout_size(size):
+    """None, or a size `~astropy.nddata.Cutout2D` accepts with positive parts."""
+    if size is None:
+        return None
+    if isinstance(size, u.Quantity):
+        parts = [size] if size.isscalar else list(size)
+    elif isinstance(size, tuple | list | np.ndarray):
+        parts = list(size)
+    else:
+        parts = [size]
+    ok = len(parts) in (1, 2)
+    for part in parts if ok else ():
+        if isinstance(part, u.Quantity):
+            ok &= part.unit == u.pixel or part.unit.physical_type == "angle"
+            value = part.value
+        else:
+            value = part
+        ok &= _is_number(value) and bool(np.isfinite(value)) and value > 0
+    if not ok:
+        msg = (
+            "cutout_size must be a positive number of pixels, an angle, or a pair of "
+            f"them (ny, nx), got {size!r}"
+        )
+        raise ValueError(msg)
+    return size
 
 
 def _lookup_key(coord, radius_arcsec):
@@ -120,9 +229,17 @@ def _service_errors():
             TypeError)
 
 
-def _remote_error(exc, what):
-    msg = f"SDSS {what} failed: {type(exc).__name__}: {exc}"
-    return RemoteServiceError(msg)
+def _call_service(what, method, data_release, timeout, **kwargs):
+    """
+    Call an astroquery method without its own cache, as every SDSS call here is made.
+
+    Its failures become `RemoteServiceError`.
+    """
+    try:
+        return method(data_release=data_release, timeout=timeout, cache=False, **kwargs)
+    except _service_errors() as exc:
+        msg = f"SDSS {what} failed: {type(exc).__name__}: {exc}"
+        raise RemoteServiceError(msg) from exc
 
 
 def _find_field(sdss, coord, radius, data_release, timeout, directory, cache):
@@ -130,17 +247,8 @@ def _find_field(sdss, coord, radius, data_release, timeout, directory, cache):
     key = directory / "positions" / _lookup_key(coord, radius.to_value(u.arcsec))
     if cache and key.is_file():
         return Table.read(key, format="ascii.ecsv")[0]
-    try:
-        matches = sdss.query_region(
-            coord,
-            radius=radius,
-            fields=_MATCH_FIELDS,
-            data_release=data_release,
-            timeout=timeout,
-            cache=False,
-        )
-    except _service_errors() as exc:
-        raise _remote_error(exc, "position query") from exc
+    matches = _call_service("position query", sdss.query_region, data_release, timeout,
+                            coordinates=coord, radius=radius, fields=_MATCH_FIELDS)
     if matches is None or len(matches) == 0:
         return None
     missing = [name for name in ("run", "rerun", "camcol", "field") if name not in matches.colnames]
@@ -154,8 +262,8 @@ def _find_field(sdss, coord, radius, data_release, timeout, directory, cache):
         best = 0
     row = Table(matches[best : best + 1])
     if cache:
-        key.parent.mkdir(parents=True, exist_ok=True)
-        row.write(key, format="ascii.ecsv", overwrite=True)
+        with atomic_path(key, overwrite=True) as tmp:
+            row.write(tmp, format="ascii.ecsv")
     return row[0]
 
 
@@ -167,27 +275,16 @@ def _get_frames(sdss, row, bands, data_release, timeout, directory, cache, show_
     missing = [b for b in bands if not (cache and paths[b].is_file())]
     if missing:
         matches = Table(row.table[row.index : row.index + 1])
-        try:
-            hduls = sdss.get_images(
-                matches=matches,
-                band=missing,
-                data_release=data_release,
-                timeout=timeout,
-                cache=False,
-                show_progress=show_progress,
-            )
-        except _service_errors() as exc:
-            raise _remote_error(exc, "image download") from exc
+        hduls = _call_service("image download", sdss.get_images, data_release, timeout,
+                              matches=matches, band=missing, show_progress=show_progress)
         if not hduls or len(hduls) != len(missing):
             msg = f"SDSS returned {0 if not hduls else len(hduls)} frames for bands {missing}"
             raise RemoteServiceError(msg)
         for band, hdul in zip(missing, hduls, strict=True):
             frames[band] = hdul
             if cache:
-                paths[band].parent.mkdir(parents=True, exist_ok=True)
-                tmp = paths[band].with_suffix(".fits.part")
-                hdul.writeto(tmp, overwrite=True)
-                os.replace(tmp, paths[band])
+                with atomic_path(paths[band], overwrite=True) as tmp:
+                    hdul.writeto(tmp)
     for band in bands:
         if band not in frames:
             with fits.open(paths[band]) as hdul:
@@ -246,11 +343,12 @@ def fetch_sdss_images(
         Cut each frame around the position to this size (as in
         `~astropy.nddata.Cutout2D`; pixels or angle), trimmed at the frame
         edge. By default the whole 2048x1489 frame is returned.
-    radius : `~astropy.units.Quantity`, optional
-        Search radius of the position look-up; defaults to
+    radius : `~astropy.units.Quantity` or float, optional
+        Search radius (arcsec if a float) of the position look-up; defaults to
         ``conf.search_radius`` (arcsec).
     data_release : int, optional
-        SDSS data release; defaults to ``conf.data_release``.
+        SDSS data release (a positive integer such as 17); defaults to
+        ``conf.data_release``.
     timeout : float, optional
         Network time limit in seconds; defaults to ``conf.timeout``.
     cache : bool, optional
@@ -276,7 +374,12 @@ def fetch_sdss_images(
     Raises
     ------
     ValueError
-        If a band is not an SDSS band.
+        If a band is not an SDSS band, ``data_release`` is not a positive
+        integer, or ``radius``, ``timeout`` or ``cutout_size`` is not
+        positive. All arguments are checked before any network access.
+    TypeError
+        If ``coordinates``, ``cache``, ``progress_bar`` or ``cache_dir`` has
+        the wrong type.
     galmorphsearch.utils.exceptions.RemoteServiceError
         If the SDSS services fail (network error, time-out, error answer,
         unreadable file) or a position lies outside its frame.
@@ -290,12 +393,22 @@ def fetch_sdss_images(
     >>> field['r'].header['BUNIT']  # doctest: +REMOTE_DATA
     'nanomaggy'
     """
-    bands = _parse_bands(bands)
+    # Every argument is checked here, before any network access.
+    bands = parse_bands(bands, _SDSS_BANDS)
     coords = _parse_coordinates(coordinates)
     conf = _conf()
-    data_release = int(conf.data_release if data_release is None else data_release)
-    timeout = float(conf.timeout if timeout is None else timeout)
-    radius = u.Quantity(conf.search_radius * u.arcsec if radius is None else radius, u.arcsec)
+    data_release = _check_data_release(conf.data_release if data_release is None
+                                       else data_release)
+    timeout = _check_positive("timeout", conf.timeout if timeout is None else timeout, "seconds")
+    radius = _check_radius(conf.search_radius * u.arcsec if radius is None else radius)
+    cutout_size = _check_cutout_size(cutout_size)
+    for name, value in (("cache", cache), ("progress_bar", progress_bar)):
+        if not isinstance(value, bool | np.bool_):
+            msg = f"{name} must be True or False, got {value!r}"
+            raise TypeError(msg)
+    if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
+        msg = f"cache_dir must be a path, got {type(cache_dir).__name__}"
+        raise TypeError(msg)
     directory = get_sdss_cache_dir(cache_dir) / f"dr{data_release}"
 
     from astroquery.sdss import SDSS

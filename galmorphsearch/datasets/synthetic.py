@@ -23,6 +23,7 @@ from scipy.signal import fftconvolve
 
 from ..catalogs import GZ2_SCHEME
 from ..utils.progress import progress_iter
+from ._bands import parse_bands
 from ._fields import MultiBandField
 from ._sersic import (
     elliptical_coordinates,
@@ -73,6 +74,8 @@ _SKY_NOISE = {"g": 0.028, "r": 0.038, "i": 0.068}
 _PSF_FWHM = {"g": 1.5, "r": 1.4, "i": 1.3}
 # Electrons per nanomaggy (gain ~4.7 e/DN, ~0.0046 nmgy/DN), for source noise.
 _ELECTRONS_PER_NMGY = 1000.0
+# Peak opacity of the dust lane of edge-on disks, by band (most opaque in g).
+_DUST_OPACITY = {"g": 0.65, "r": 0.5, "i": 0.4}
 
 
 @dataclass(frozen=True)
@@ -401,8 +404,8 @@ def _render_galaxy(rng, prior, shape, x0, y0, size, bands):
         offset = rng.choice((-1.0, 1.0)) * 0.25 * q * h
         width = 0.35 * q * h + 0.6
         lane = np.exp(-0.5 * ((v_minor - offset) / width) ** 2) * np.exp(-np.abs(u_major) / (4 * h))
-        for band, tau in zip(bands, (0.65, 0.5, 0.4), strict=False):
-            images[band] *= 1.0 - tau * lane
+        for band in bands:
+            images[band] *= 1.0 - _DUST_OPACITY[band] * lane
 
     truth.update(axis_ratio=q, inclination=inclination, sersic_n=n_bulge if bt > 0 else np.nan,
                  bulge_r_eff=r_bulge if bt > 0 else 0.0, disk_scale_length=h,
@@ -464,8 +467,11 @@ def make_synthetic_galaxy(
     r_mag : float, optional
         Total r-band AB magnitude of the galaxy; by default 14.5 to 16.3
         (15.0 to 16.3 for Sd and SBd), like the GZ2 sample.
-    bands : str, optional
-        Any of ``'g'``, ``'r'``, ``'i'``, in that order.
+    bands : str or sequence of str, optional
+        Any of ``'g'``, ``'r'``, ``'i'`` (the field holds them in that
+        order). A band's image does not depend on which other bands are
+        requested: with the same seed, ``bands='r'`` gives the same r image
+        as ``bands='gri'``, noise included.
     psf : {'moffat', 'gaussian'} or `~numpy.ndarray`, optional
         Seeing PSF: a Moffat (beta = 3) or Gaussian of FWHM ``psf_fwhm``, or
         a kernel image used for every band.
@@ -513,13 +519,8 @@ def make_synthetic_galaxy(
     if morphology not in _PRIORS:
         msg = f"unknown morphology {morphology!r}: choose among {', '.join(GZ2_TYPES)}"
         raise ValueError(msg)
-    if isinstance(bands, str):
-        bands = tuple(bands)
-    bands = tuple(bands)
-    if not bands or any(band not in _BANDS for band in bands) or len(set(bands)) != len(bands):
-        msg = f"bands must be distinct bands among 'g', 'r', 'i', got {bands!r}"
-        raise ValueError(msg)
-    bands = tuple(band for band in _BANDS if band in bands)
+    requested = parse_bands(bands, _BANDS)
+    bands = tuple(band for band in _BANDS if band in requested)
     shape = tuple(int(n) for n in shape)
     if len(shape) != 2 or min(shape) < 32:
         msg = f"shape must be (ny, nx) with both at least 32 pixels, got {shape!r}"
@@ -622,9 +623,14 @@ def make_synthetic_galaxy(
     elif not isinstance(sky_noise, dict):
         sky_noise = dict.fromkeys(bands, float(sky_noise))
     if noise:
-        for band in bands:
+        # One noise image is drawn for each of g, r, i whichever bands are
+        # requested, so that a band gets the same noise in any band subset.
+        for band in _BANDS:
+            deviates = rng.standard_normal(shape)
+            if band not in images:
+                continue
             variance = sky_noise[band] ** 2 + np.maximum(images[band], 0) / _ELECTRONS_PER_NMGY
-            images[band] = images[band] + rng.standard_normal(shape) * np.sqrt(variance)
+            images[band] = images[band] + deviates * np.sqrt(variance)
 
     position = wcs.pixel_to_world(x0, y0)
     theta_deg = np.degrees(shape_truth.pop("theta")) % 180.0
