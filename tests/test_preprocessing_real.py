@@ -172,3 +172,54 @@ def test_from_image_fallback():
     assert CutoutFlag.CENTRE_CROP_FALLBACK in cut.flag
     assert cut.crop_size == 100
     assert cut.image.shape == (32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def sample_bands():
+    from galmorphsearch.datasets import load_sample_field
+
+    field = load_sample_field()
+    return [np.array(field.data(b), dtype=float) for b in "gri"]
+
+
+def _with_hole(bands, rows, cols):
+    holed = [b.copy() for b in bands]
+    for band in holed:
+        band[rows, cols] = np.nan
+    return holed
+
+
+@pytest.mark.parametrize(("rows", "cols", "max_shift", "min_overlap"), [
+    # a 4x4 NaN core: interpolated, the cutout is that of the clean data
+    (slice(129, 133), slice(161, 165), 1.0, 0.95),
+    # a 6x6 NaN core swallows the nucleus (peak 13.6, rim 1.2 to 1.8): no
+    # interpolation brings it back and photutils' deblending levels, spaced
+    # up to the segment's peak, then split off a compact knot at (147, 153)
+    # that the clean data keep; before the fix the hole split the galaxy
+    # itself (centroid 9.5 pixels off, overlap 0.42, mask 2.6 times larger)
+    (slice(128, 134), slice(160, 166), 3.0, 0.75),
+])
+def test_nan_core_is_interpolated(sample_bands, rows, cols, max_shift, min_overlap):
+    clean = GalaxyCutout(*sample_bands, (163, 131), seed=0, size=128)
+    with pytest.warns(CutoutWarning, match="non-finite") as record:
+        holed = GalaxyCutout(*_with_hole(sample_bands, rows, cols), (163, 131), seed=0,
+                             size=128)
+    assert {type(w.message).__name__ for w in record} == {"NaNPixelsWarning"}
+    assert holed.flag == CutoutFlag.NAN_PIXELS
+    shift = np.hypot(holed.centroid[0] - clean.centroid[0],
+                     holed.centroid[1] - clean.centroid[1])
+    assert shift < max_shift
+    target_clean = clean.segmentation.data == clean.label
+    target_holed = holed.segmentation.data == holed.label
+    overlap = (target_clean & target_holed).sum() / (target_clean | target_holed).sum()
+    assert overlap > min_overlap
+    assert holed.mask.sum() < 1.5 * clean.mask.sum()
+    assert abs(holed.kron_radius - clean.kron_radius) < 0.1 * clean.kron_radius
+    # the core keeps interpolated galaxy light (not black sky) and is not masked
+    x0, y0 = holed.bbox.ixmin, holed.bbox.iymin
+    core = (slice(rows.start - y0, rows.stop - y0), slice(cols.start - x0, cols.stop - x0))
+    assert not holed.mask[core].any()
+    assert holed.target_mask[core].all()
+    assert np.isfinite(holed.crop_data).all()
+    assert holed.crop_data[1][core].min() > 0.8  # the sky is ~0, the rim 1.2 to 1.8
+    assert holed.image.max() > 150

@@ -8,7 +8,7 @@ import inspect
 import warnings
 
 import numpy as np
-from astropy.convolution import convolve
+from astropy.convolution import Gaussian2DKernel, convolve, interpolate_replace_nans
 from astropy.stats import SigmaClip, sigma_clipped_stats
 from astropy.utils.exceptions import AstropyUserWarning
 from photutils.aperture import ApertureStats, CircularAnnulus
@@ -27,6 +27,78 @@ _NLEVELS_KEYWORD = ("n_levels" if "n_levels" in inspect.signature(deblend_source
                     else "nlevels")
 
 __all__ = []
+
+# non-finite holes are filled by Gaussian-weighted interpolation of the
+# surrounding pixels (sigma in pixels), repeated until the hole is closed;
+# holes reaching farther than _FILL_MAX_RADIUS pixels from good data, and
+# regions touching the image border (off-footprint padding of reprojected
+# images), are left unfilled
+_FILL_STDDEV = 1.0
+_FILL_MAX_RADIUS = 32.0
+
+
+def _fill_holes(planes, bad):
+    """
+    Interpolate the enclosed non-finite holes of the planes.
+
+    Every connected region of ``bad`` (8-connectivity) that does not touch
+    the image border and lies within ``_FILL_MAX_RADIUS`` pixels of good
+    data is filled, in each plane, by
+    `~astropy.convolution.interpolate_replace_nans` with a Gaussian kernel
+    of ``_FILL_STDDEV`` pixels, iterated so that holes larger than the
+    kernel are closed from their rim inwards. Other bad pixels never
+    contribute to the interpolation.
+
+    Parameters
+    ----------
+    planes : list of `~numpy.ndarray`
+        The band images (not modified).
+    bad : `~numpy.ndarray` of bool
+        Pixels that are non-finite in any plane.
+
+    Returns
+    -------
+    planes : list of `~numpy.ndarray`
+        Copies of the planes with the holes filled (the inputs themselves
+        when nothing was filled).
+    unfilled : `~numpy.ndarray` of bool
+        The bad pixels left unfilled.
+    """
+    if not bad.any():
+        return planes, bad
+    labels, _ = ndimage.label(bad, structure=np.ones((3, 3), bool))
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    kernel = Gaussian2DKernel(_FILL_STDDEV)
+    reach = kernel.shape[0] // 2
+    ny, nx = bad.shape
+    out = [np.where(bad, np.nan, p) for p in planes]
+    unfilled = bad.copy()
+    for lab, (ys, xs) in enumerate(ndimage.find_objects(labels), start=1):
+        if lab in border:
+            continue
+        hole = labels[ys, xs] == lab
+        radius = float(ndimage.distance_transform_edt(np.pad(hole, 1)).max())
+        if radius > _FILL_MAX_RADIUS:
+            continue
+        win = (slice(max(ys.start - reach, 0), min(ys.stop + reach, ny)),
+               slice(max(xs.start - reach, 0), min(xs.stop + reach, nx)))
+        hole = labels[win] == lab
+        others = bad[win] & ~hole
+        for plane in out:
+            local = plane[win].copy()
+            for _ in range(int(np.ceil(radius / reach)) + 2):
+                with warnings.catch_warnings():
+                    # a hole wider than the kernel is closed over iterations
+                    warnings.filterwarnings("ignore", message="nan_treatment='interpolate'",
+                                            category=AstropyUserWarning)
+                    local = interpolate_replace_nans(local, kernel, boundary="extend")
+                local[others] = np.nan
+                if np.isfinite(local[hole]).all():
+                    break
+            plane[win][hole] = local[hole]
+        filled = np.logical_and.reduce([np.isfinite(plane[win]) for plane in out])
+        unfilled[win] &= ~(hole & filled)
+    return out, unfilled
 
 
 def _sky_stats(data, bad):

@@ -28,6 +28,25 @@ def _wcs_from_header(header):
     return wcs.celestial
 
 
+def _check_file(path, what):
+    """Raise a clear error unless ``path`` names an existing file."""
+    if not os.path.exists(path):
+        msg = f"the {what} {os.fspath(path)!r} does not exist"
+        raise FileNotFoundError(msg)
+    if os.path.isdir(path):
+        msg = f"the {what} {os.fspath(path)!r} is a directory, not a file"
+        raise ValueError(msg)
+
+
+def _numeric_array(obj, must):
+    """``obj`` as a numeric array, else `TypeError` with ``must`` and its type."""
+    arr = np.asarray(obj)
+    if arr.dtype.kind not in "biuf":
+        msg = f"{must}, not {type(obj).__name__}"
+        raise TypeError(msg)
+    return arr
+
+
 def _first_image_hdu(hdulist, name):
     for hdu in hdulist:
         if hdu.is_image and hdu.data is not None and np.ndim(hdu.data) == 2:
@@ -59,9 +78,7 @@ def _read_band(band, name):
         raise ValueError(msg)
     wcs = None
     if isinstance(band, (str, os.PathLike)):
-        if not os.path.exists(band):
-            msg = f"the {name} band file {os.fspath(band)!r} does not exist"
-            raise FileNotFoundError(msg)
+        _check_file(band, f"{name} band file")
         try:
             with fits.open(band) as hdulist:
                 data, header = _first_image_hdu(hdulist, name)
@@ -84,11 +101,8 @@ def _read_band(band, name):
         data = np.array(band.data, dtype=np.float64)
         wcs = band.wcs
     else:
-        arr = np.asarray(band)
-        if arr.dtype.kind not in "biuf":
-            msg = (f"the {name} band must be a FITS file name, an HDU, an NDData or a "
-                   f"numeric array, not {type(band).__name__}")
-            raise TypeError(msg)
+        arr = _numeric_array(band, f"the {name} band must be a FITS file name, an HDU, an "
+                                   "NDData or a numeric array")
         data = np.array(arr, dtype=np.float64)
     if data.ndim != 2:
         msg = f"the {name} band must be a 2D image, got an array of shape {data.shape}"
@@ -112,6 +126,25 @@ def _same_grid(wcs1, wcs2, shape, tol=0.1):
     return bool(np.all(np.hypot(np.asarray(x2) - x, np.asarray(y2) - y) < tol))
 
 
+def _pil_to_array(pil):
+    """
+    A PIL image as an (ny, nx, 3) array: uint8, or float64 in [0, 1] for
+    16-bit images.
+
+    16-bit greyscale images (PNG opens them in mode ``'I;16'`` or ``'I'``)
+    are scaled by 1/65535, not clipped to 8 bits as ``convert('RGB')``
+    would (which turns everything above 255 white).
+    """
+    if pil.mode.startswith("I;16") or pil.mode == "I":
+        arr = np.asarray(pil).astype(np.float64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            msg = (f"{pil.mode!r} images must hold 16-bit values (0..65535), got "
+                   f"{arr.min():g}..{arr.max():g}")
+            raise ValueError(msg)
+        return np.repeat((arr / 65535.0)[..., None], 3, axis=-1)
+    return np.asarray(pil.convert("RGB"))
+
+
 def _read_colour_image(image):
     """
     Return a colour image as an (ny, nx, 3) float64 array in [0, 1].
@@ -120,33 +153,30 @@ def _read_colour_image(image):
     ----------
     image : str, path-like, `PIL.Image.Image` or array
         JPEG/PNG file, PIL image, or (ny, nx, 3) or (ny, nx, 4) array of
-        uint8 (0..255) or floats in [0, 1]. An alpha channel is dropped.
+        uint8 (0..255) or floats in [0, 1]. An alpha channel is dropped;
+        16-bit greyscale images are scaled to [0, 1] and repeated in the
+        three channels.
 
     Returns
     -------
     rgb : `~numpy.ndarray`
         (ny, nx, 3) float64 array in [0, 1].
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if isinstance(image, (str, os.PathLike)):
-        if not os.path.exists(image):
-            msg = f"the image file {os.fspath(image)!r} does not exist"
-            raise FileNotFoundError(msg)
+        _check_file(image, "image file")
         try:
             with Image.open(image) as pil:
-                arr = np.asarray(pil.convert("RGB"))
-        except UnidentifiedImageError as exc:
-            msg = f"{os.fspath(image)!r} is not an image file that PIL can read"
+                arr = _pil_to_array(pil)
+        except OSError as exc:  # UnidentifiedImageError is an OSError
+            msg = f"{os.fspath(image)!r} is not an image file that PIL can read: {exc}"
             raise ValueError(msg) from exc
     elif isinstance(image, Image.Image):
-        arr = np.asarray(image.convert("RGB"))
+        arr = _pil_to_array(image)
     else:
-        arr = np.asarray(image)
-        if arr.dtype.kind not in "biuf":
-            msg = (f"the image must be a file name, a PIL image or a numeric array, not "
-                   f"{type(image).__name__}")
-            raise TypeError(msg)
+        arr = _numeric_array(image, "the image must be a file name, a PIL image or a numeric "
+                                    "array")
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         msg = f"a colour image must have shape (ny, nx, 3) or (ny, nx, 4), got {arr.shape}"
         raise ValueError(msg)

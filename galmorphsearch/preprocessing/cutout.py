@@ -17,6 +17,7 @@ from ._detection import (
     _deblend_target,
     _detect,
     _dilate,
+    _fill_holes,
     _label_near,
     _measure,
     _merge_fragments,
@@ -28,6 +29,45 @@ from ._io import _read_band, _read_colour_image, _same_grid
 from .flags import CutoutFlag, _raise_flag
 
 __all__ = ["GalaxyCutout", "make_cutouts"]
+
+# The default of every GalaxyCutout parameter, in one place: the signature of
+# GalaxyCutout (shown by help() and the docs) repeats them and a test checks
+# that the two agree; make_cutouts and _check_params take them from here.
+_DEFAULTS = {
+    "size": 256,
+    "kron_factor": 3.0,
+    "rotate": False,
+    "deblend": True,
+    "deblend_contrast": 0.045,
+    "deblend_nlevels": 16,
+    "merge_fragments": True,
+    "merge_contrast": 0.45,
+    "merge_radius": 4.0,
+    "nsigma": 1.5,
+    "npixels": 10,
+    "kernel_fwhm": 3.0,
+    "subtract_background": "auto",
+    "box_size": 64,
+    "tolerance": 5.0,
+    "mask_dilation": 2,
+    "min_crop": 16,
+    "fallback_crop": 64,
+    "saturation_level": None,
+    "stretch": 0.5,
+    "Q": 10.0,
+    "band_scales": (1.1, 1.0, 0.79),
+    "seed": None,
+}
+
+# GalaxyCutout.from_image: no background map, band scales or saturation
+# level; the search radius and fallback crop follow the image size (None)
+_FROM_IMAGE_DEFAULTS = {
+    **{k: v for k, v in _DEFAULTS.items()
+       if k not in ("subtract_background", "box_size", "saturation_level", "band_scales")},
+    "tolerance": None,
+    "fallback_crop": None,
+    "linearize": True,
+}
 
 # (params key, FITS keyword, comment) of every recorded preprocessing parameter
 _HEADER_KEYWORDS = (
@@ -59,6 +99,8 @@ _HEADER_KEYWORDS = (
     ("scale_r", "RSCALE", "r band multiplier (green channel)"),
     ("scale_i", "ISCALE", "i band multiplier (red channel)"),
     ("seed", "PREPSEED", "seed of the background-pixel draws"),
+    ("saturation_level", "SATLEVEL", "band pixel value at which saturation starts"),
+    ("version", "PREPVERS", "galmorphsearch version that made the cutout"),
 )
 
 
@@ -67,13 +109,18 @@ class _Field:
     One image prepared for cutting: planes, detection, sky-pixel pool.
 
     Shared by all cutouts made from the same image (see `make_cutouts`).
+    ``nonfinite`` marks the pixels that were non-finite in the input;
+    ``bad`` those of them that `_fill_holes` could not interpolate, which
+    detection and measurement ignore. Sky pixels are drawn only from
+    pixels that were finite.
     """
 
-    def __init__(self, planes, detection, bad, *, kind, wcs, saturated, nsigma, npixels,
-                 kernel_fwhm, sky_dilation=5):
+    def __init__(self, planes, detection, bad, *, nonfinite, kind, wcs, saturated, nsigma,
+                 npixels, kernel_fwhm, sky_dilation=5):
         self.planes = planes
         self.detection = detection
         self.bad = bad
+        self.nonfinite = nonfinite
         self.kind = kind
         self.wcs = wcs
         self.saturated = saturated
@@ -81,7 +128,7 @@ class _Field:
         self.segm, self.convolved, self.rms = _detect(detection, bad, nsigma, npixels,
                                                       kernel_fwhm)
         sources = self.segm.data > 0 if self.segm is not None else np.zeros(self.shape, bool)
-        self.busy = _dilate(sources, sky_dilation) | bad
+        self.busy = _dilate(sources, sky_dilation) | nonfinite
         self.pool = np.flatnonzero(~self.busy)
         self.busy_integral = np.pad(np.cumsum(np.cumsum(self.busy, 0, dtype=np.int64), 1),
                                     ((1, 0), (1, 0)))
@@ -97,6 +144,14 @@ class _Field:
         idx = self.pool[rng.integers(self.pool.size, size=k)]
         return np.stack([p.ravel()[idx] for p in self.planes])
 
+    def fill_sky(self, planes, where, rng):
+        """Set ``planes`` (a list or array of planes) to random sky draws ``where``."""
+        if where.any():
+            values = self.draw(int(where.sum()), rng)
+            for plane, vals in zip(planes, values, strict=True):
+                plane[where] = vals
+        return planes
+
 
 class GalaxyCutout:
     """
@@ -105,8 +160,13 @@ class GalaxyCutout:
     From g, r and i images and a target position, the cutout is made in
     these steps:
 
-    1. the sky is subtracted where the images are not already background
-       subtracted (``subtract_background``);
+    1. enclosed holes of non-finite pixels (a NaN core, a bad column
+       segment) are filled by interpolation from their surroundings
+       (`~astropy.convolution.interpolate_replace_nans`, Gaussian kernel,
+       iterated for holes wider than the kernel), so that they neither
+       split nor shift the target; then the sky is subtracted where the
+       images are not already background subtracted
+       (``subtract_background``);
     2. sources are detected in the r band (photutils segmentation) and the
        target is the segment under the position, or the nearest one within
        ``tolerance``; with ``deblend=True`` that segment is deblended so
@@ -118,9 +178,11 @@ class GalaxyCutout:
        same fraction of its cutout; with ``rotate=True`` the square is
        aligned with the major axis so that the major axis comes out
        horizontal;
-    5. every other detected source in the crop (and any non-finite pixel,
-       and any part of the square outside the image) is replaced by
-       randomly drawn object-free background pixels of the same image;
+    5. every other detected source in the crop (and any non-finite pixel
+       off the target, and any part of the square outside the image) is
+       replaced by randomly drawn object-free background pixels of the
+       same image; non-finite pixels on the target keep their
+       interpolated values (``NAN_PIXELS`` is set either way);
     6. the bands are combined with `~astropy.visualization.make_lupton_rgb`
        (i x 0.79 red, r x 1.0 green, g x 1.1 blue, ``stretch=0.5``,
        ``Q=10``) and resized to ``size`` x ``size`` pixels with
@@ -234,7 +296,7 @@ class GalaxyCutout:
         Minimum crop side in input pixels (for compact sources).
     fallback_crop : int, optional
         Side in input pixels of the crop used when no target is found
-        (``CENTRE_CROP_FALLBACK``); 64 by default.
+        (``CENTRE_CROP_FALLBACK``).
     saturation_level : float, optional
         Pixel value at or above which band pixels are saturated; by default
         saturation is not checked for FITS bands.
@@ -288,8 +350,8 @@ class GalaxyCutout:
         like `crop_data`.
     mask : `~numpy.ndarray`
         (crop_size, crop_size) bool, True where pixels were replaced by
-        background draws (neighbours, non-finite pixels, padding); rows in
-        the input's order.
+        background draws (neighbours, non-finite pixels off the target,
+        padding); rows in the input's order.
     target_mask : `~numpy.ndarray`
         (crop_size, crop_size) bool, True on the target's segment; rows in
         the input's order.
@@ -308,7 +370,8 @@ class GalaxyCutout:
         `~astropy.coordinates.SkyCoord` is given without a WCS; a parameter
         is out of range.
     TypeError
-        An input has an unsupported type.
+        An input or a parameter has an unsupported type (e.g. a string
+        for a number).
 
     See Also
     --------
@@ -341,19 +404,12 @@ class GalaxyCutout:
                  merge_fragments=True, merge_contrast=0.45, merge_radius=4.0,
                  nsigma=1.5, npixels=10, kernel_fwhm=3.0, subtract_background="auto",
                  box_size=64, tolerance=5.0,
-                 mask_dilation=2, min_crop=16, fallback_crop=None, saturation_level=None,
+                 mask_dilation=2, min_crop=16, fallback_crop=64, saturation_level=None,
                  stretch=0.5, Q=10.0, band_scales=(1.1, 1.0, 0.79), seed=None):
-        params = _check_params(
-            size=size, kron_factor=kron_factor, rotate=rotate, deblend=deblend,
-            deblend_contrast=deblend_contrast, deblend_nlevels=deblend_nlevels,
-            merge_fragments=merge_fragments, merge_contrast=merge_contrast,
-            merge_radius=merge_radius, nsigma=nsigma, npixels=npixels,
-            kernel_fwhm=kernel_fwhm, subtract_background=subtract_background,
-            box_size=box_size, tolerance=tolerance, mask_dilation=mask_dilation,
-            min_crop=min_crop, fallback_crop=64 if fallback_crop is None else fallback_crop,
-            stretch=stretch, Q=Q, band_scales=band_scales, seed=seed)
-        field = _fits_field(g, r, i, wcs=wcs, params=params,
-                            saturation_level=saturation_level)
+        # the keyword parameters, by name (their defaults are _DEFAULTS)
+        params = _check_params({k: v for k, v in locals().items() if k in _DEFAULTS})
+        planes, wcs = _read_bands(g, r, i, wcs)
+        field = _fits_field(planes, wcs, params)
         self._build(field, position, params)
 
     @classmethod
@@ -379,9 +435,10 @@ class GalaxyCutout:
         Parameters
         ----------
         image : str, path-like, `PIL.Image.Image` or `~numpy.ndarray`
-            JPEG/PNG file, PIL image, or (ny, nx, 3) (or RGBA) array of
-            uint8 or of floats in [0, 1], in display order (row 0 at the
-            top, as a JPEG; flip FITS-ordered arrays with ``[::-1]``).
+            JPEG/PNG file (16-bit greyscale PNGs are scaled to [0, 1]), PIL
+            image, or (ny, nx, 3) (or RGBA) array of uint8 or of floats in
+            [0, 1], in display order (row 0 at the top, as a JPEG; flip
+            FITS-ordered arrays with ``[::-1]``).
         position : tuple of float, optional
             (x, y) array position (x = column, y = row) of the target; by
             default the image centre, where the source nearest to the
@@ -414,7 +471,8 @@ class GalaxyCutout:
         ------
         ValueError
             The image is not (ny, nx, 3), holds values out of range, is too
-            small, or the position lies off the image.
+            small, the path is a directory or not an image, the position
+            lies off the image, or a parameter is out of range.
         TypeError
             The image has an unsupported type.
 
@@ -427,36 +485,37 @@ class GalaxyCutout:
         >>> cutout.image.shape  # doctest: +SKIP
         (64, 64, 3)
         """
+        # the keyword parameters, by name (their defaults are _FROM_IMAGE_DEFAULTS)
+        options = {k: v for k, v in locals().items() if k in _FROM_IMAGE_DEFAULTS}
+        linearize = options.pop("linearize")
         rgb = _read_colour_image(image)
         ny, nx = rgb.shape[:2]
         if position is None:
             position = ((nx - 1) / 2.0, (ny - 1) / 2.0)
         if tolerance is None:
-            tolerance = min(ny, nx) / 4.0
+            options["tolerance"] = min(ny, nx) / 4.0
         x, y = _pixel_position(position, None, (ny, nx))
         if fallback_crop is None:
             half = min(x + 0.5, nx - 0.5 - x, y + 0.5, ny - 0.5 - y)
-            fallback_crop = max(int(np.floor(2 * half)), 2)
-        params = _check_params(
-            size=size, kron_factor=kron_factor, rotate=rotate, deblend=deblend,
-            deblend_contrast=deblend_contrast, deblend_nlevels=deblend_nlevels,
-            merge_fragments=merge_fragments, merge_contrast=merge_contrast,
-            merge_radius=merge_radius,
-            nsigma=nsigma, npixels=npixels, kernel_fwhm=kernel_fwhm, subtract_background=True,
-            box_size=None,
-            tolerance=tolerance, mask_dilation=mask_dilation, min_crop=min_crop,
-            fallback_crop=fallback_crop, stretch=stretch, Q=Q, band_scales=None, seed=seed)
+            options["fallback_crop"] = max(int(np.floor(2 * half)), 2)
+        params = _check_params({**options, "subtract_background": True, "box_size": None,
+                                "band_scales": None})
+        if not isinstance(linearize, (bool, np.bool_)):
+            msg = f"linearize must be True or False, got {linearize!r}"
+            raise TypeError(msg)
         params["input"] = "colour"
         params["linearize"] = bool(linearize)
-        bad = ~np.isfinite(rgb).all(axis=-1)
-        lum = np.where(bad, 0.0, rgb.mean(axis=-1))
+        nonfinite = ~np.isfinite(rgb).all(axis=-1)
+        planes, bad = _fill_holes([np.ascontiguousarray(rgb[..., k]) for k in range(3)],
+                                  nonfinite)
+        lum = np.where(bad, 0.0, np.mean(planes, axis=0))
         saturated = (rgb >= 1.0).any(axis=-1)
         if linearize:
-            lum = _linearize(lum, stretch, Q)
+            lum = _linearize(lum, params["stretch"], params["Q"])
         median, _ = _sky_stats(lum, bad)
-        planes = [np.ascontiguousarray(rgb[..., k]) for k in range(3)]
-        field = _Field(planes, lum - median, bad, kind="colour", wcs=None, saturated=saturated,
-                       nsigma=nsigma, npixels=npixels, kernel_fwhm=kernel_fwhm)
+        field = _Field(planes, lum - median, bad, nonfinite=nonfinite, kind="colour", wcs=None,
+                       saturated=saturated, nsigma=params["nsigma"],
+                       npixels=params["npixels"], kernel_fwhm=params["kernel_fwhm"])
         field.saturated_min = 5
         params["background_subtracted"] = True
         self = cls.__new__(cls)
@@ -531,9 +590,10 @@ class GalaxyCutout:
                                 int(np.floor(gy.min() + 0.5)), int(np.floor(gy.max() + 0.5)) + 1)
         order = 0 if angle == 0.0 else 1
 
-        # ---- the crop: neighbours and bad pixels replaced, then sampled
+        # ---- the crop: neighbours and bad pixels replaced, then sampled; on
+        # the target, interpolated holes (_fill_holes) keep their values
         ys, xs = _region(gx, gy, field.shape)
-        local_bad = field.bad[ys, xs]
+        local_bad = field.nonfinite[ys, xs]
         if segm is not None and label:
             local_seg = segm.data[ys, xs]
             target = local_seg == label
@@ -541,31 +601,30 @@ class GalaxyCutout:
         else:
             target = np.zeros(local_bad.shape, bool)
             other = np.zeros(local_bad.shape, bool)
-        replace = other | local_bad
-        local = [p[ys, xs].copy() for p in field.planes]
-        if replace.any():
-            values = field.draw(int(replace.sum()), rng)
-            for plane, vals in zip(local, values, strict=True):
-                plane[replace] = vals
+        interpolated = local_bad & target & ~field.bad[ys, xs]
+        replace = other | (local_bad & ~interpolated)
+        local = field.fill_sky([p[ys, xs].copy() for p in field.planes], replace, rng)
         lx, ly = gx - xs.start, gy - ys.start
         crop = np.stack([_sample(p, lx, ly, order) for p in local])
         replaced = _sample(replace.astype(np.float32), lx, ly, 0) > 0.5
         self.target_mask = _sample(target.astype(np.float32), lx, ly, 0) > 0.5
         nan_in_crop = _sample(local_bad.astype(np.float32), lx, ly, 0) > 0.5
+        kept = _sample(interpolated.astype(np.float32), lx, ly, 0) > 0.5
         outside = _outside(gx, gy, field.shape)
         if outside.any():
-            values = field.draw(int(outside.sum()), rng)
-            for plane, vals in zip(crop, values, strict=True):
-                plane[outside] = vals
+            crop = field.fill_sky(crop, outside, rng)
             self.target_mask &= ~outside
             flag = _raise_flag(
                 flag, CutoutFlag.CROP_TRUNCATED,
                 f"the {n}x{n}-pixel crop extends beyond the image; "
                 f"{int(outside.sum())} of its pixels were padded with background pixels")
         if (nan_in_crop & ~outside).any():
+            n_bad = int((nan_in_crop & ~outside).sum())
+            n_kept = int((kept & ~outside).sum())
             flag = _raise_flag(flag, CutoutFlag.NAN_PIXELS,
-                               f"{int((nan_in_crop & ~outside).sum())} non-finite pixels in "
-                               "the crop were replaced by background pixels")
+                               f"{n_bad} non-finite pixels in the crop: {n_kept} on the target "
+                               f"were interpolated from their surroundings, "
+                               f"{n_bad - n_kept} replaced by background pixels")
         if label and field.saturated is not None:
             n_sat = int(field.saturated[segm.data == label].sum())
             if n_sat >= getattr(field, "saturated_min", 1):
@@ -595,11 +654,7 @@ class GalaxyCutout:
             iy, ix = corner
             ys, xs = slice(iy, iy + width), slice(ix, ix + width)
             busy = field.busy[ys, xs]
-            local = [p[ys, xs].copy() for p in field.planes]
-            if busy.any():
-                values = field.draw(int(busy.sum()), rng)
-                for plane, vals in zip(local, values, strict=True):
-                    plane[busy] = vals
+            local = field.fill_sky([p[ys, xs].copy() for p in field.planes], busy, rng)
             centre = ((width - 1) / 2.0, (width - 1) / 2.0)
             gx, gy, _ = _grid(centre, n, angle, snap=False)
             bkg = np.stack([_sample(p, gx, gy, order) for p in local])
@@ -814,80 +869,113 @@ class GalaxyCutout:
 # ---------------------------------------------------------------------- helpers
 
 
-def _check_params(*, size, kron_factor, rotate, deblend, deblend_contrast, deblend_nlevels,
-                  merge_fragments, merge_contrast, merge_radius, nsigma, npixels,
-                  kernel_fwhm, subtract_background, box_size, tolerance, mask_dilation,
-                  min_crop, fallback_crop, stretch, Q, band_scales, seed):
-    """Validate the parameters and return the flat ``params`` dict."""
+def _check_number(name, value, *, low=None, high=None, low_open=False, integer=False):
+    """
+    Check that ``value`` is a real number (an integer with ``integer``) in range.
+
+    Raises `TypeError` for a value of the wrong type (including bool and
+    strings) and `ValueError` for a non-finite or out-of-range one; the
+    messages name the parameter and the value.
+    """
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    what = "an integer" if integer else "a number"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds):
+        msg = f"{name} must be {what}, got {value!r} ({type(value).__name__})"
+        raise TypeError(msg)
+    if not np.isfinite(value):
+        msg = f"{name} must be a finite number, got {value!r}"
+        raise ValueError(msg)
+    if ((low is not None and (value < low or (low_open and value == low)))
+            or (high is not None and value > high)):
+        if high is None:
+            bound = f"> {low:g}" if low_open else f">= {low:g}"
+        else:
+            bound = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+        msg = f"{name} must be {bound}, got {value!r}"
+        raise ValueError(msg)
+    return int(value) if integer else float(value)
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        msg = f"{name} must be True or False, got {value!r}"
+        raise TypeError(msg)
+    return bool(value)
+
+
+def _check_params(options):
+    """
+    Validate the `GalaxyCutout` parameters and return the flat ``params`` dict.
+
+    ``options`` maps parameter names to values; missing ones take their
+    `_DEFAULTS`. Unknown names raise `TypeError`, values of the wrong type
+    `TypeError` and out-of-range values `ValueError`, each naming the
+    parameter and the value.
+    """
     from .. import __version__
 
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
-        msg = f"size must be an integer of at least 8 pixels, got {size!r}"
-        raise ValueError(msg)
-    for name, value in (("kron_factor", kron_factor), ("nsigma", nsigma),
-                        ("merge_radius", merge_radius), ("stretch", stretch), ("Q", Q)):
-        if not np.isfinite(value) or value <= 0:
-            msg = f"{name} must be a positive number, got {value!r}"
-            raise ValueError(msg)
-    if not np.isfinite(merge_contrast) or merge_contrast > 1:
-        msg = f"merge_contrast must be a number of at most 1, got {merge_contrast!r}"
-        raise ValueError(msg)
-    if not 0 <= deblend_contrast <= 1:
-        msg = f"deblend_contrast must lie in [0, 1], got {deblend_contrast!r}"
-        raise ValueError(msg)
-    if (isinstance(deblend_nlevels, bool) or not isinstance(deblend_nlevels, (int, np.integer))
-            or deblend_nlevels < 1):
-        msg = f"deblend_nlevels must be a positive integer, got {deblend_nlevels!r}"
-        raise ValueError(msg)
-    if not isinstance(npixels, (int, np.integer)) or npixels < 1:
-        msg = f"npixels must be a positive integer, got {npixels!r}"
-        raise ValueError(msg)
-    if subtract_background not in (True, False, "auto"):
-        msg = f"subtract_background must be True, False or 'auto', got {subtract_background!r}"
-        raise ValueError(msg)
-    if isinstance(tolerance, u.Quantity):
-        tolerance = tolerance.to_value(u.pix)
-    if tolerance < 0:
-        msg = f"tolerance must be >= 0 pixels, got {tolerance!r}"
-        raise ValueError(msg)
-    if fallback_crop < 2 or min_crop < 2:
-        msg = "fallback_crop and min_crop must be at least 2 pixels"
-        raise ValueError(msg)
-    if not (seed is None or isinstance(seed, (int, np.integer, np.random.Generator))):
-        msg = f"seed must be an int, a numpy.random.Generator or None, got {type(seed).__name__}"
+    unknown = set(options) - set(_DEFAULTS)
+    if unknown:
+        msg = f"unknown parameters: {sorted(unknown)}"
         raise TypeError(msg)
+    o = {**_DEFAULTS, **options}
+    tolerance = o["tolerance"]
+    if isinstance(tolerance, u.Quantity):
+        try:
+            tolerance = tolerance.to_value(u.pix)
+        except u.UnitConversionError as exc:
+            msg = f"tolerance must be in pixels, got {tolerance!r}"
+            raise ValueError(msg) from exc
+    mode = o["subtract_background"]
+    if not (isinstance(mode, (bool, np.bool_)) or (isinstance(mode, str) and mode == "auto")):
+        msg = f"subtract_background must be True, False or 'auto', got {mode!r}"
+        raise ValueError(msg)
+    seed = o["seed"]
+    if not (seed is None or isinstance(seed, np.random.Generator)):
+        seed = _check_number("seed", seed, low=0, integer=True)
     params = {
         "input": "fits",
-        "size": int(size),
-        "kron_factor": float(kron_factor),
-        "rotate": bool(rotate),
-        "deblend": bool(deblend),
-        "contrast": float(deblend_contrast),
-        "nlevels": int(deblend_nlevels),
+        "size": _check_number("size", o["size"], low=8, integer=True),
+        "kron_factor": _check_number("kron_factor", o["kron_factor"], low=0, low_open=True),
+        "rotate": _check_bool("rotate", o["rotate"]),
+        "deblend": _check_bool("deblend", o["deblend"]),
+        "contrast": _check_number("deblend_contrast", o["deblend_contrast"], low=0, high=1),
+        "nlevels": _check_number("deblend_nlevels", o["deblend_nlevels"], low=1, integer=True),
         "deblend_mode": "exponential",
-        "merge_fragments": bool(merge_fragments),
-        "merge_contrast": float(merge_contrast),
-        "merge_radius": float(merge_radius),
+        "merge_fragments": _check_bool("merge_fragments", o["merge_fragments"]),
+        "merge_contrast": _check_number("merge_contrast", o["merge_contrast"], low=0, high=1),
+        "merge_radius": _check_number("merge_radius", o["merge_radius"], low=0, low_open=True),
         "n_merged": 0,
-        "nsigma": float(nsigma),
-        "npixels": int(npixels),
-        "kernel_fwhm": float(kernel_fwhm),
-        "subtract_background": subtract_background,
-        "box_size": None if box_size is None else int(box_size),
-        "tolerance": float(tolerance),
-        "mask_dilation": int(mask_dilation),
-        "min_crop": int(min_crop),
-        "fallback_crop": int(fallback_crop),
-        "stretch": float(stretch),
-        "Q": float(Q),
-        "seed": seed if isinstance(seed, np.random.Generator) or seed is None else int(seed),
+        "nsigma": _check_number("nsigma", o["nsigma"], low=0, low_open=True),
+        "npixels": _check_number("npixels", o["npixels"], low=1, integer=True),
+        "kernel_fwhm": _check_number("kernel_fwhm", o["kernel_fwhm"], low=0),
+        "subtract_background": mode if isinstance(mode, str) else bool(mode),
+        "box_size": (None if o["box_size"] is None
+                     else _check_number("box_size", o["box_size"], low=1, integer=True)),
+        "tolerance": _check_number("tolerance", tolerance, low=0),
+        "mask_dilation": _check_number("mask_dilation", o["mask_dilation"], low=0,
+                                       integer=True),
+        "min_crop": _check_number("min_crop", o["min_crop"], low=2, integer=True),
+        # None stands for the default square
+        "fallback_crop": _check_number(
+            "fallback_crop",
+            _DEFAULTS["fallback_crop"] if o["fallback_crop"] is None else o["fallback_crop"],
+            low=2, integer=True),
+        "stretch": _check_number("stretch", o["stretch"], low=0, low_open=True),
+        "Q": _check_number("Q", o["Q"], low=0, low_open=True),
+        "seed": seed,
         "version": __version__,
     }
+    if o["saturation_level"] is not None:
+        params["saturation_level"] = _check_number("saturation_level", o["saturation_level"])
+    band_scales = o["band_scales"]
     if band_scales is not None:
-        if len(band_scales) != 3:
+        if isinstance(band_scales, str) or np.ndim(band_scales) != 1 or len(band_scales) != 3:
             msg = f"band_scales must hold three numbers (g, r, i), got {band_scales!r}"
             raise ValueError(msg)
-        params["scale_g"], params["scale_r"], params["scale_i"] = (float(s) for s in band_scales)
+        params["scale_g"], params["scale_r"], params["scale_i"] = (
+            _check_number(f"band_scales[{k}]", s, low=0, low_open=True)
+            for k, s in enumerate(band_scales))
     return params
 
 
@@ -920,8 +1008,8 @@ def _pixel_position(position, wcs, shape):
     return x, y
 
 
-def _fits_field(g, r, i, *, wcs, params, saturation_level):
-    """Read, check and background-subtract the bands; detect sources."""
+def _read_bands(g, r, i, wcs):
+    """Read and check the g, r, i bands; return the planes and the common WCS."""
     bands = {}
     wcss = {}
     for name, band in (("g", g), ("r", r), ("i", i)):
@@ -945,20 +1033,61 @@ def _fits_field(g, r, i, *, wcs, params, saturation_level):
     elif not getattr(wcs, "has_celestial", False):
         msg = "wcs must be a celestial astropy.wcs.WCS"
         raise TypeError(msg)
-    planes = [bands["g"], bands["r"], bands["i"]]
-    bad = ~np.isfinite(planes[0]) | ~np.isfinite(planes[1]) | ~np.isfinite(planes[2])
+    return [bands["g"], bands["r"], bands["i"]], wcs
+
+
+def _fits_field(planes, wcs, params):
+    """Fill holes in and background-subtract the bands; detect sources."""
+    nonfinite = ~np.isfinite(planes[0]) | ~np.isfinite(planes[1]) | ~np.isfinite(planes[2])
     saturated = None
-    if saturation_level is not None:
+    level = params.get("saturation_level")
+    if level is not None:
         with np.errstate(invalid="ignore"):
-            saturated = ((planes[0] >= saturation_level) | (planes[1] >= saturation_level)
-                         | (planes[2] >= saturation_level))
-    planes, subtracted = _subtract_background(planes, bad, params["subtract_background"],
+            saturated = (planes[0] >= level) | (planes[1] >= level) | (planes[2] >= level)
+    # enclosed NaN/inf holes (e.g. a saturated core) are interpolated before
+    # anything else, so that they neither split nor shift the target
+    planes, bad = _fill_holes(planes, nonfinite)
+    planes, subtracted = _subtract_background(planes, nonfinite, params["subtract_background"],
                                               params["box_size"])
     params["background_subtracted"] = subtracted
-    field = _Field(planes, planes[1], bad, kind="fits", wcs=wcs, saturated=saturated,
-                   nsigma=params["nsigma"], npixels=params["npixels"],
-                   kernel_fwhm=params["kernel_fwhm"])
-    return field
+    return _Field(planes, planes[1], bad, nonfinite=nonfinite, kind="fits", wcs=wcs,
+                  saturated=saturated, nsigma=params["nsigma"], npixels=params["npixels"],
+                  kernel_fwhm=params["kernel_fwhm"])
+
+
+def _check_positions(positions, wcs, shape):
+    """
+    Check every position of `make_cutouts` before any cutout is made.
+
+    Returns the positions as a list; raises `TypeError` when ``positions``
+    is not a sequence of positions and one `ValueError` naming every
+    invalid one by its index.
+    """
+    if isinstance(positions, SkyCoord):
+        return [positions] if positions.isscalar else list(positions)
+    if isinstance(positions, (str, bytes)) or not np.iterable(positions):
+        msg = (f"positions must be a SkyCoord or a sequence of (x, y) pixel positions, "
+               f"got {type(positions).__name__}")
+        raise TypeError(msg)
+    positions = list(positions)
+    if positions and all(isinstance(p, (int, float, np.integer, np.floating))
+                         for p in positions):
+        msg = (f"positions must be a sequence of positions, got the numbers {positions!r}; "
+               "for a single position give [(x, y)]")
+        raise TypeError(msg)
+    errors = []
+    for index, position in enumerate(positions):
+        try:
+            _pixel_position(position, wcs, shape)
+        except (TypeError, ValueError) as exc:
+            errors.append((index, str(exc)))
+    if errors:
+        details = "; ".join(f"[{index}] {text}" for index, text in errors[:5])
+        more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+        msg = (f"{len(errors)} of the {len(positions)} positions are invalid, at indices "
+               f"{[index for index, _ in errors]}: {details}{more}")
+        raise ValueError(msg)
+    return positions
 
 
 def make_cutouts(g, r, i, positions, *, wcs=None, progress_bar=False, **kwargs):
@@ -975,17 +1104,27 @@ def make_cutouts(g, r, i, positions, *, wcs=None, progress_bar=False, **kwargs):
     g, r, i : str, path-like, HDU, NDData or array
         The band images, as for `GalaxyCutout`.
     positions : `~astropy.coordinates.SkyCoord` or sequence of (x, y)
-        The targets.
+        The targets. All of them are checked before any cutout is made.
     wcs : `~astropy.wcs.WCS`, optional
         WCS of the images, when not in the inputs.
     progress_bar : bool, optional
         Show a progress bar (needs tqdm).
     **kwargs
-        Any other parameter of `GalaxyCutout`.
+        Any other parameter of `GalaxyCutout`, with the same defaults.
 
     Returns
     -------
     cutouts : list of `GalaxyCutout`
+
+    Raises
+    ------
+    ValueError
+        Some positions lie off the image or are not finite (the message
+        gives their indices), or as for `GalaxyCutout`.
+    TypeError
+        ``positions`` is not a `~astropy.coordinates.SkyCoord` or a
+        sequence of positions, a parameter is unknown, or as for
+        `GalaxyCutout`.
 
     Examples
     --------
@@ -994,29 +1133,14 @@ def make_cutouts(g, r, i, positions, *, wcs=None, progress_bar=False, **kwargs):
     >>> cutouts = make_cutouts(*(path.format(b) for b in 'gri'),
     ...                        [(163, 131), (78, 96)], size=64)  # doctest: +SKIP
     """
-    saturation_level = kwargs.pop("saturation_level", None)
-    defaults = {"size": 256, "kron_factor": 3.0, "rotate": False, "deblend": True,
-                "deblend_contrast": 0.045, "deblend_nlevels": 16, "merge_fragments": True,
-                "merge_contrast": 0.45, "merge_radius": 4.0, "nsigma": 1.5,
-                "npixels": 10, "kernel_fwhm": 3.0,
-                "subtract_background": "auto", "box_size": 64, "tolerance": 5.0,
-                "mask_dilation": 2, "min_crop": 16, "fallback_crop": 64, "stretch": 0.5,
-                "Q": 10.0, "band_scales": (1.1, 1.0, 0.79), "seed": None}
-    unknown = set(kwargs) - set(defaults)
-    if unknown:
-        msg = f"unknown parameters for make_cutouts: {sorted(unknown)}"
-        raise TypeError(msg)
-    options = {**defaults, **kwargs}
-    if options["fallback_crop"] is None:
-        options["fallback_crop"] = 64
-    params = _check_params(**options)
+    params = _check_params(kwargs)
     if isinstance(params["seed"], np.random.Generator):
         rng = params["seed"]
     else:
         rng = np.random.default_rng(params["seed"])
-    field = _fits_field(g, r, i, wcs=wcs, params=params, saturation_level=saturation_level)
-    if isinstance(positions, SkyCoord):
-        positions = [positions] if positions.isscalar else list(positions)
+    planes, wcs = _read_bands(g, r, i, wcs)
+    positions = _check_positions(positions, wcs, planes[1].shape)
+    field = _fits_field(planes, wcs, params)
     cutouts = []
     for position in progress_iter(positions, progress_bar=progress_bar, desc="cutouts"):
         cutout = GalaxyCutout.__new__(GalaxyCutout)

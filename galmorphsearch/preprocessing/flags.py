@@ -43,7 +43,8 @@ class CutoutFlag(enum.IntFlag):
         The crop square extends beyond the image; the missing pixels were
         filled with randomly drawn background pixels.
     NAN_PIXELS : 4
-        Non-finite pixels fell inside the crop; they were replaced by
+        Non-finite pixels fell inside the crop: those on the target were
+        interpolated from their surroundings, the others replaced by
         randomly drawn background pixels.
     SATURATED : 8
         The target contains saturated pixels (at or above
