@@ -18,6 +18,8 @@ __all__ = [
     "CatalogFormatError",
     "UnknownMorphologyError",
     "RemoteServiceError",
+    "EncoderMismatchError",
+    "DatabaseFormatError",
 ]
 
 
@@ -52,3 +54,16 @@ class UnknownMorphologyError(ValueError):
 
 class RemoteServiceError(Exception):
     """A remote service answered with an error or with unusable data."""
+
+
+class EncoderMismatchError(ValueError):
+    """
+    A latent database and an encoder do not belong together.
+
+    Raised when a database built by one encoder (architecture, weights,
+    input size or latent size) is searched with another.
+    """
+
+
+class DatabaseFormatError(ValueError):
+    """A latent database file is corrupted or is not a galmorphsearch database."""
