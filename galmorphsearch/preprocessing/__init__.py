@@ -8,7 +8,9 @@ similarity Sp.
 
 from .cutout import *  # noqa: F403
 from .cutout import __all__ as _cutout_all
+from .cutout_set import *  # noqa: F403
+from .cutout_set import __all__ as _set_all
 from .flags import *  # noqa: F403
 from .flags import __all__ as _flags_all
 
-__all__ = [*_cutout_all, *_flags_all]
+__all__ = [*_cutout_all, *_set_all, *_flags_all]
