@@ -1,0 +1,782 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+`LatentDatabase`: the latent vectors of galaxies of known morphology, with
+the provenance needed to search them (Seo et al. 2023, section 2.4).
+"""
+
+import warnings
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.table import Column, MaskedColumn, Table, vstack
+from astropy.time import Time
+
+from ..utils import CatalogFormatError, EncoderMismatchError, GalMorphSearchWarning
+from ._fits import native_float32, read_fits, write_fits
+
+__all__ = ["LatentDatabase", "STANDARD_COLUMNS", "REQUIRED_KEYWORDS"]
+
+#: Columns every database has, in this order, before any carried columns.
+STANDARD_COLUMNS = ("objid", "ra", "dec", "morphology", "type_index", "catalog")
+
+#: Columns computed by the database, after any carried columns.
+_COMPUTED_COLUMNS = ("h_similarity", "latent", "background_latent")
+
+_CATALOG_COLUMNS = ("objid", "ra", "dec", "morphology", "type_index")
+
+#: Header keywords every database file has (besides the preprocessing ones).
+REQUIRED_KEYWORDS = ("ENCODER", "ENCARCH", "ENCHASH", "INSIZE", "LATDIM", "SCHEME",
+                     "GMSVERS", "DATE", "HSIMMEAN", "HSIMSTD", "NROWS")
+
+_ENCODER_KEYWORDS = ("ENCODER", "ENCARCH", "ENCHASH", "INSIZE", "LATDIM")
+
+_COMMENTS = {
+    "ENCODER": "name of the encoder that made the latents",
+    "ENCARCH": "encoder architecture",
+    "ENCHASH": "sha256 (16 hex) of the encoder weights",
+    "INSIZE": "[pix] encoder input image size",
+    "LATDIM": "length of the latent vectors",
+    "SCHEME": "morphology scheme of the morphology column",
+    "GMSVERS": "galmorphsearch version that wrote the table",
+    "DATE": "UTC creation date of the database",
+    "HSIMMEAN": "[%] mean H-similarity within the database",
+    "HSIMSTD": "[%] std of the H-similarity within the database",
+    "HSIMN": "galaxies with a defined H-similarity",
+    "NROWS": "number of galaxies",
+}
+
+_DESCRIPTIONS = {
+    "objid": "identifier in the source catalog",
+    "ra": "right ascension (ICRS)",
+    "dec": "declination (ICRS)",
+    "morphology": "morphological type in the scheme SCHEME",
+    "type_index": "position of the type in the scheme's ordered sequence",
+    "catalog": "name of the source catalog",
+    "h_similarity": "highest Sp (percent) of the galaxy against the rest of the database",
+    "latent": "latent vector of the galaxy image",
+    "background_latent": "latent vector of the galaxy's background patch",
+}
+
+# Header keywords that are ours or FITS's, never preprocessing parameters.
+_RESERVED_KEYWORDS = {*REQUIRED_KEYWORDS, "HSIMN", "HDUVERS", "ORIGIN", "EXTNAME",
+                      "CHECKSUM", "DATASUM", "COMMENT", "HISTORY"}
+
+
+def _package_version():
+    from .. import __version__
+
+    return __version__
+
+
+def _few(values, n=5):
+    values = [str(v) for v in values]
+    text = ", ".join(values[:n])
+    return text + (f" (and {len(values) - n} more)" if len(values) > n else "")
+
+
+def _scheme_name(scheme):
+    return getattr(scheme, "name", scheme)
+
+
+class LatentDatabase:
+    """
+    A table of galaxies of known morphology with their latent vectors.
+
+    A latent database is what a `~galmorphsearch.search.SimilaritySearcher`
+    searches: for every galaxy, its catalog identity and morphology, the
+    latent vector of its image and the latent vector of its background
+    patch (needed for the similarity :math:`S_p`), together with the
+    provenance of the latents (encoder name, weights hash, input size,
+    preprocessing parameters, package version) in flat FITS keywords.
+    Build one with `build`, save it with `write` and load it with `read`.
+
+    Parameters
+    ----------
+    table : `~astropy.table.Table`
+        Columns ``objid``, ``ra``, ``dec`` (degrees), ``morphology``,
+        ``type_index``, ``catalog``, any carried columns, ``latent`` (N, D)
+        and ``background_latent`` (N, D); ``meta`` with at least the
+        encoder keywords ``ENCODER``, ``ENCARCH``, ``ENCHASH``, ``INSIZE``,
+        ``LATDIM`` and ``SCHEME``. The H-similarity column and keywords
+        (``h_similarity``, ``HSIMMEAN``, ``HSIMSTD``), ``NROWS``,
+        ``GMSVERS`` and ``DATE`` are computed or filled in when absent.
+    copy : bool, optional
+        Copy the table (the default) rather than keep a reference to it.
+
+    Raises
+    ------
+    ValueError
+        If columns or keywords are missing, the latents do not have the
+        shape ``LATDIM`` says, hold NaN or infinite values, or objids are
+        repeated.
+
+    See Also
+    --------
+    galmorphsearch.search.SimilaritySearcher
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.table import Table
+    >>> from galmorphsearch.database import LatentDatabase
+    >>> rng = np.random.default_rng(0)
+    >>> table = Table({"objid": [1, 2, 3], "ra": [10.0, 11.0, 12.0],
+    ...                "dec": [1.0, 2.0, 3.0], "morphology": ["Er", "Sb", "SBc"],
+    ...                "type_index": [0, 5, 10], "catalog": ["demo"] * 3,
+    ...                "latent": rng.normal(size=(3, 4)).astype(np.float32),
+    ...                "background_latent": np.zeros((3, 4), np.float32)})
+    >>> table.meta.update(ENCODER="demo", ENCARCH="resnet18", ENCHASH="0123456789abcdef",
+    ...                   INSIZE=64, LATDIM=4, SCHEME="gz2")
+    >>> db = LatentDatabase(table)
+    >>> len(db), db.latents.shape, db.latents.dtype
+    (3, (3, 4), dtype('float32'))
+    """
+
+    def __init__(self, table, *, copy=True):
+        if not isinstance(table, Table):
+            msg = f"LatentDatabase needs an astropy Table; got {type(table).__name__}."
+            raise TypeError(msg)
+        table = Table(table, copy=copy)
+        table.meta = dict(table.meta)
+        self._table = self._validate(table)
+
+    # ------------------------------------------------------------------
+    # validation
+    @staticmethod
+    def _validate(table, convert=True):
+        missing = [name for name in (*STANDARD_COLUMNS, "latent", "background_latent")
+                   if name not in table.colnames]
+        if missing:
+            msg = f"The database table lacks the column(s) {', '.join(missing)}."
+            raise ValueError(msg)
+        meta = table.meta
+        missing = [key for key in (*_ENCODER_KEYWORDS, "SCHEME") if key not in meta]
+        if missing:
+            msg = f"The database table meta lacks the keyword(s) {', '.join(missing)}."
+            raise ValueError(msg)
+        bad = [key for key in meta if len(str(key)) > 8 or str(key) != str(key).upper()]
+        if bad:
+            msg = (f"Database meta keywords must be upper case and at most 8 characters "
+                   f"(FITS); got {_few(bad)}.")
+            raise ValueError(msg)
+        n = len(table)
+        latdim = int(meta["LATDIM"])
+        for name in ("latent", "background_latent"):
+            col = table[name]
+            if col.ndim != 2 or col.shape[1] != latdim:
+                msg = (f"Column {name!r} must have shape (N, LATDIM={latdim}); "
+                       f"got {col.shape}.")
+                raise ValueError(msg)
+            if isinstance(col, MaskedColumn) and np.any(col.mask):
+                msg = f"Column {name!r} has masked values."
+                raise ValueError(msg)
+            if not np.issubdtype(col.dtype, np.floating):
+                msg = f"Column {name!r} must hold floats; got {col.dtype}."
+                raise ValueError(msg)
+            bad_rows = np.flatnonzero(~np.all(np.isfinite(np.asarray(col)), axis=1))
+            if bad_rows.size:
+                msg = (f"Column {name!r} has NaN or infinite values in {bad_rows.size} "
+                       f"row(s), objid {_few(np.asarray(table['objid'])[bad_rows])}.")
+                raise ValueError(msg)
+        _check_unique_objids(table["objid"])
+        if convert:
+            for name in ("latent", "background_latent"):
+                if table[name].dtype != np.float32 or not table[name].dtype.isnative:
+                    table[name] = _latent_column(native_float32(table[name]), name)
+        if "h_similarity" not in table.colnames or any(
+                key not in meta for key in ("HSIMMEAN", "HSIMSTD")):
+            _set_h_similarity(table)
+        table = _order_columns(table)
+        meta = table.meta
+        meta["NROWS"] = n
+        meta.setdefault("GMSVERS", _package_version())
+        meta.setdefault("DATE", _now())
+        return table
+
+    # ------------------------------------------------------------------
+    # construction
+    @classmethod
+    def build(cls, catalog, images, encoder, *, carry=(), catalog_name=None, scheme=None,
+              batch_size=64, progress_bar=False):
+        """
+        Encode the cutouts of catalog galaxies into a new database.
+
+        Parameters
+        ----------
+        catalog : `~astropy.table.Table`
+            Catalog rows with at least ``objid``, ``ra``, ``dec`` (degrees),
+            ``morphology`` and ``type_index``, as returned by the readers of
+            `galmorphsearch.catalogs`.
+        images : list of `~galmorphsearch.preprocessing.GalaxyCutout`
+            One cutout per catalog row, in the same order. The latent
+            comes from each cutout's image and the background latent from
+            its background patch.
+        encoder : `~galmorphsearch.model.Encoder`
+            The encoder. Only its ``name``, ``architecture``,
+            ``input_size``, ``latent_dim``, ``weights_hash``, ``metadata``
+            and ``encode`` are used.
+        carry : sequence of str, optional
+            Further catalog columns to keep in the database (returned by
+            searches next to the standard columns).
+        catalog_name : str, optional
+            Name of the source catalog, stored in the ``catalog`` column.
+            Default: the catalog's ``CATALOG`` meta keyword, else
+            ``'unknown'``.
+        scheme : str or `~galmorphsearch.catalogs.MorphologyScheme`, optional
+            The morphology scheme. Default: the catalog's ``SCHEME`` meta
+            keyword; one of the two is required.
+        batch_size : int, optional
+            Images encoded at once.
+        progress_bar : bool, optional
+            Show progress bars while encoding.
+
+        Returns
+        -------
+        database : `LatentDatabase`
+
+        Raises
+        ------
+        ~galmorphsearch.utils.CatalogFormatError
+            If the catalog lacks a standard or carried column.
+        ValueError
+            If the number of images differs from the number of catalog
+            rows, no scheme is known, objids repeat, or the encoder returns
+            latents of the wrong shape or with NaN values.
+        """
+        if not isinstance(catalog, Table):
+            msg = f"catalog must be an astropy Table; got {type(catalog).__name__}."
+            raise TypeError(msg)
+        carry = [carry] if isinstance(carry, str) else list(carry)
+        missing = [name for name in (*_CATALOG_COLUMNS, *carry) if name not in catalog.colnames]
+        if missing:
+            msg = (f"The catalog lacks the column(s) {', '.join(missing)} needed for a latent "
+                   "database.")
+            raise CatalogFormatError(msg)
+        reserved = [name for name in carry if name in (*STANDARD_COLUMNS, *_COMPUTED_COLUMNS)]
+        if reserved:
+            msg = f"Cannot carry the column(s) {', '.join(reserved)}: the database makes them."
+            raise ValueError(msg)
+        if not isinstance(images, (list, tuple)):
+            images = [images] if hasattr(images, "image") else list(images)
+        if len(images) != len(catalog):
+            msg = (f"The catalog has {len(catalog)} rows but {len(images)} images were given; "
+                   "they must be aligned one to one.")
+            raise ValueError(msg)
+        if len(catalog) == 0:
+            msg = "Cannot build a latent database from an empty catalog."
+            raise ValueError(msg)
+        scheme = _scheme_name(scheme) if scheme is not None else catalog.meta.get("SCHEME")
+        if scheme is None:
+            msg = ("No morphology scheme: pass scheme= (e.g. 'gz2') or use a catalog whose "
+                   "meta has SCHEME.")
+            raise ValueError(msg)
+        if catalog_name is None:
+            catalog_name = catalog.meta.get("CATALOG", "unknown")
+        _check_unique_objids(catalog["objid"])
+
+        kwargs = {"batch_size": batch_size, "progress_bar": progress_bar}
+        latents = _check_latents(encoder.encode(images, **kwargs), encoder, "latents",
+                                 catalog)
+        background = _check_latents(encoder.encode(images, background=True, **kwargs),
+                                    encoder, "background latents", catalog)
+
+        table = Table()
+        table["objid"] = catalog["objid"]
+        for name in ("ra", "dec"):
+            table[name] = _degrees(catalog[name], name)
+        table["morphology"] = catalog["morphology"]
+        table["type_index"] = catalog["type_index"]
+        table["catalog"] = Column([str(catalog_name)] * len(catalog))
+        for name in carry:
+            table[name] = catalog[name]
+        table["latent"] = _latent_column(latents, "latent")
+        table["background_latent"] = _latent_column(background, "background_latent")
+        table.meta = _build_meta(encoder, images, str(scheme))
+        return cls(table, copy=False)
+
+    # ------------------------------------------------------------------
+    # accessors
+    @property
+    def table(self):
+        """The database as an `~astropy.table.Table` (latents in columns)."""
+        return self._table
+
+    @property
+    def meta(self):
+        """The header keywords (``table.meta``)."""
+        return self._table.meta
+
+    def __len__(self):
+        return len(self._table)
+
+    def __repr__(self):
+        meta = self.meta
+        return (f"<LatentDatabase: {len(self)} galaxies, scheme {meta['SCHEME']!r}, "
+                f"encoder {meta['ENCODER']!r} ({meta['ENCARCH']}, {meta['INSIZE']} px, "
+                f"latent {meta['LATDIM']}, weights {meta['ENCHASH']})>")
+
+    @property
+    def latents(self):
+        """Latent vectors, (N, D) native-endian float32."""
+        return native_float32(self._table["latent"])
+
+    @property
+    def background_latents(self):
+        """Background-patch latent vectors, (N, D) native-endian float32."""
+        return native_float32(self._table["background_latent"])
+
+    @property
+    def h_similarity(self):
+        """Each galaxy's H-similarity within the database, (N,) float64 (NaN if undefined)."""
+        col = self._table["h_similarity"]
+        if isinstance(col, MaskedColumn):
+            col = col.filled(np.nan)
+        return np.asarray(col, dtype=np.float64)
+
+    @property
+    def h_similarity_mean(self):
+        """Mean H-similarity of the database galaxies (``HSIMMEAN``; NaN if undefined)."""
+        return _float_or_nan(self.meta.get("HSIMMEAN"))
+
+    @property
+    def h_similarity_std(self):
+        """Standard deviation of the H-similarity (``HSIMSTD``; NaN if undefined)."""
+        return _float_or_nan(self.meta.get("HSIMSTD"))
+
+    @property
+    def scheme(self):
+        """Name of the morphology scheme (``SCHEME``)."""
+        return self.meta["SCHEME"]
+
+    @property
+    def encoder_info(self):
+        """
+        What identifies the encoder that made the latents.
+
+        Returns
+        -------
+        info : dict
+            ``name``, ``architecture``, ``weights_hash``, ``input_size`` and
+            ``latent_dim``.
+        """
+        meta = self.meta
+        return {"name": str(meta["ENCODER"]), "architecture": str(meta["ENCARCH"]),
+                "weights_hash": str(meta["ENCHASH"]), "input_size": int(meta["INSIZE"]),
+                "latent_dim": int(meta["LATDIM"])}
+
+    # ------------------------------------------------------------------
+    # provenance
+    def check_encoder(self, encoder):
+        """
+        Make sure ``encoder`` is the encoder that built this database.
+
+        Latents of different encoders live in different spaces: searching
+        a database with another encoder's latents gives meaningless
+        distances, so any difference in the weights hash, architecture,
+        input size or latent size is an error. The encoder's display name
+        is not compared.
+
+        Parameters
+        ----------
+        encoder : `~galmorphsearch.model.Encoder` or `LatentDatabase`
+            The encoder (or another database, whose encoder is compared).
+
+        Raises
+        ------
+        ~galmorphsearch.utils.EncoderMismatchError
+            Naming every difference.
+        """
+        other = encoder.encoder_info if isinstance(encoder, LatentDatabase) else {
+            "weights_hash": str(encoder.weights_hash),
+            "architecture": str(encoder.architecture),
+            "input_size": int(encoder.input_size),
+            "latent_dim": int(encoder.latent_dim),
+            "name": str(getattr(encoder, "name", "?")),
+        }
+        label = "the other database" if isinstance(encoder, LatentDatabase) else "the encoder"
+        _compare_encoders(self.encoder_info, other, "the database", label)
+
+    # ------------------------------------------------------------------
+    # input / output
+    def write(self, path, overwrite=False):
+        """
+        Write the database as a FITS file.
+
+        The file holds an empty primary HDU and the binary table HDU
+        ``LATENTS`` (with ``HDUVERS``, ``ORIGIN``, the database keywords and
+        ``CHECKSUM``/``DATASUM``). It is written to a temporary file beside
+        ``path`` and renamed into place, so an interrupted write leaves any
+        existing file untouched.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination, conventionally ending in ``.fits``.
+        overwrite : bool, optional
+            Replace an existing file.
+
+        Raises
+        ------
+        FileExistsError
+            If ``path`` exists and ``overwrite`` is `False`.
+        """
+        table = self._table
+        if "h_similarity" in table.colnames and isinstance(table["h_similarity"], MaskedColumn):
+            table = table.copy(copy_data=False)
+            table["h_similarity"] = Column(self.h_similarity, name="h_similarity",
+                                           description=_DESCRIPTIONS["h_similarity"])
+        write_fits(table, path, overwrite=overwrite, comments=_COMMENTS)
+
+    @classmethod
+    def read(cls, path, memmap=False):
+        """
+        Read a database file written by `write`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The FITS file.
+        memmap : bool, optional
+            Memory-map the table instead of reading it into memory (for
+            large files). The ``latent`` columns then stay big-endian on
+            disk and `latents` converts them on each access.
+
+        Returns
+        -------
+        database : `LatentDatabase`
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        ~galmorphsearch.utils.DatabaseFormatError
+            If the file is corrupted (checksum failure), is not FITS, has
+            no ``LATENTS`` HDU or lacks required columns or keywords.
+        """
+        from ..utils import DatabaseFormatError
+
+        table = read_fits(path, memmap=memmap)
+        missing = [name for name in (*STANDARD_COLUMNS, *_COMPUTED_COLUMNS)
+                   if name not in table.colnames]
+        missing_keys = [key for key in REQUIRED_KEYWORDS if key not in table.meta]
+        if missing or missing_keys:
+            what = []
+            if missing:
+                what.append(f"column(s) {', '.join(missing)}")
+            if missing_keys:
+                what.append(f"keyword(s) {', '.join(missing_keys)}")
+            msg = (f"{path} is not a valid galmorphsearch latent database: it lacks the "
+                   f"{' and the '.join(what)}.")
+            raise DatabaseFormatError(msg)
+        for key in ("HDUVERS", "ORIGIN", "EXTNAME", "CHECKSUM", "DATASUM"):
+            table.meta.pop(key, None)
+        for key, value in table.meta.items():
+            if isinstance(value, fits.card.Undefined):
+                table.meta[key] = None  # FITS undefined value, written from None
+        if not memmap:
+            table.convert_bytestring_to_unicode()
+            for name in ("latent", "background_latent"):
+                table[name] = _latent_column(native_float32(table[name]), name)
+            hsim = table["h_similarity"]
+            if isinstance(hsim, MaskedColumn):
+                table["h_similarity"] = Column(hsim.filled(np.nan), name="h_similarity",
+                                               description=hsim.description)
+        database = cls.__new__(cls)
+        try:
+            database._table = cls._validate(table, convert=not memmap)
+        except ValueError as exc:
+            msg = f"{path} is not a valid galmorphsearch latent database: {exc}"
+            raise DatabaseFormatError(msg) from exc
+        return database
+
+    # ------------------------------------------------------------------
+    # growing
+    @classmethod
+    def merge(cls, databases):
+        """
+        Combine databases built by the same encoder into a new one.
+
+        Parameters
+        ----------
+        databases : sequence of `LatentDatabase`
+            Databases with the same encoder (weights hash, architecture,
+            input size, latent size) and the same morphology scheme.
+            Carried columns missing from some are masked there.
+
+        Returns
+        -------
+        database : `LatentDatabase`
+            The rows of all databases in order, with the H-similarity of
+            every galaxy and its statistics recomputed over the merged set.
+
+        Raises
+        ------
+        ~galmorphsearch.utils.EncoderMismatchError
+            If the encoders differ (latent size included).
+        ValueError
+            If the schemes differ or objids repeat across databases.
+        """
+        databases = list(databases)
+        if not databases:
+            msg = "merge() needs at least one database."
+            raise ValueError(msg)
+        for db in databases:
+            if not isinstance(db, LatentDatabase):
+                msg = f"merge() takes LatentDatabase objects; got {type(db).__name__}."
+                raise TypeError(msg)
+        first = databases[0]
+        for i, db in enumerate(databases[1:], start=1):
+            _compare_encoders(first.encoder_info, db.encoder_info, "database 0",
+                              f"database {i}")
+            if db.scheme != first.scheme:
+                msg = (f"Cannot merge databases of different morphology schemes: "
+                       f"{first.scheme!r} (database 0) and {db.scheme!r} (database {i}).")
+                raise ValueError(msg)
+        tables = []
+        for db in databases:
+            table = db.table.copy(copy_data=False)
+            table.meta = {}
+            for name in ("latent", "background_latent"):
+                table[name] = _latent_column(native_float32(table[name]), name)
+            table.remove_column("h_similarity")
+            tables.append(table)
+        kinds = {"S": "U"}
+        if len({kinds.get(t["objid"].dtype.kind, t["objid"].dtype.kind) for t in tables}) > 1:
+            msg = "Cannot merge databases whose objid columns have different types."
+            raise ValueError(msg)
+        for table in tables:
+            if table["objid"].dtype.kind == "S":
+                table.convert_bytestring_to_unicode()
+        objids = np.concatenate([np.asarray(t["objid"]) for t in tables])
+        _check_unique_objids(objids, where="across the merged databases")
+        try:
+            merged = vstack(tables, join_type="outer", metadata_conflicts="silent")
+        except Exception as exc:  # astropy's merge errors, made clearer
+            msg = f"Cannot merge the database tables: {exc}"
+            raise ValueError(msg) from exc
+        merged.meta = _merge_meta([db.meta for db in databases])
+        return cls(merged, copy=False)
+
+    def append(self, other, images=None, encoder=None, **build_kwargs):
+        """
+        Add galaxies to this database, in place.
+
+        Parameters
+        ----------
+        other : `LatentDatabase` or `~astropy.table.Table`
+            Another database built by the same encoder, or a catalog whose
+            ``images`` are encoded with ``encoder`` (see `build`).
+        images : list of `~galmorphsearch.preprocessing.GalaxyCutout`, optional
+            Cutouts of the catalog rows, when ``other`` is a catalog.
+        encoder : `~galmorphsearch.model.Encoder`, optional
+            The encoder, when ``other`` is a catalog; it must be the one
+            that built this database.
+        **build_kwargs
+            Passed to `build` (``carry``, ``catalog_name``, ``batch_size``,
+            ``progress_bar``). The scheme is this database's.
+
+        Raises
+        ------
+        ~galmorphsearch.utils.EncoderMismatchError
+            If the encoders differ.
+        ValueError
+            If objids repeat or the schemes differ.
+        """
+        if not isinstance(other, LatentDatabase):
+            if images is None or encoder is None:
+                msg = "append() of a catalog needs its images and the encoder."
+                raise ValueError(msg)
+            self.check_encoder(encoder)
+            build_kwargs.setdefault("scheme", self.scheme)
+            other = type(self).build(other, images, encoder, **build_kwargs)
+        elif images is not None or encoder is not None:
+            msg = "append() of a LatentDatabase takes no images or encoder."
+            raise ValueError(msg)
+        self._table = type(self).merge([self, other])._table
+
+    @classmethod
+    def append_to_file(cls, path, other, *, memmap=False):
+        """
+        Append a database to a database file, safely.
+
+        The file is read, merged with ``other`` and written back through a
+        temporary file, so an interrupted append leaves the old file whole.
+
+        Parameters
+        ----------
+        path : str or path-like
+            An existing database file.
+        other : `LatentDatabase`
+            The galaxies to add.
+        memmap : bool, optional
+            Memory-map the existing file while reading it.
+
+        Returns
+        -------
+        database : `LatentDatabase`
+            The merged database, as written.
+        """
+        merged = cls.merge([cls.read(path, memmap=memmap), other])
+        merged.write(path, overwrite=True)
+        return merged
+
+
+# ----------------------------------------------------------------------
+# helpers
+def _now():
+    return Time.now().utc.isot[:19]
+
+
+def _degrees(col, name):
+    """A catalog coordinate column as float64 degrees, masked values kept."""
+    unit = getattr(col, "unit", None)
+    factor = 1.0 if unit is None else u.Unit(unit).to(u.deg)
+    mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) or hasattr(col, "mask") else None
+    values = np.asarray(getattr(col, "value", col), dtype=np.float64) * factor
+    if mask is not None and mask.any():
+        return MaskedColumn(values, name=name, mask=mask, unit="deg")
+    return Column(values, name=name, unit="deg")
+
+
+def _float_or_nan(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _latent_column(values, name):
+    return Column(values, name=name, description=_DESCRIPTIONS[name])
+
+
+def _check_unique_objids(objids, where="in the catalog"):
+    if isinstance(objids, MaskedColumn) and np.any(objids.mask):
+        msg = f"{int(np.sum(objids.mask))} objid(s) are masked {where}; every row needs one."
+        raise ValueError(msg)
+    values = np.asarray(objids)
+    unique, counts = np.unique(values, return_counts=True)
+    repeated = unique[counts > 1]
+    if repeated.size:
+        msg = f"Duplicated objid(s) {where}: {_few(repeated)}."
+        raise ValueError(msg)
+
+
+def _check_latents(latents, encoder, what, catalog):
+    arr = np.asarray(latents)
+    expected = (len(catalog), int(encoder.latent_dim))
+    if arr.shape != expected:
+        msg = f"The encoder returned {what} of shape {arr.shape}; expected {expected}."
+        raise ValueError(msg)
+    bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
+    if bad.size:
+        msg = (f"The encoder returned NaN or infinite {what} for {bad.size} galaxy(ies), "
+               f"objid {_few(np.asarray(catalog['objid'])[bad])}.")
+        raise ValueError(msg)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _compare_encoders(ours, theirs, our_label, their_label):
+    checks = (("weights_hash", "weights hash"), ("architecture", "architecture"),
+              ("input_size", "input size"), ("latent_dim", "latent size"))
+    diffs = [f"{label} {ours[key]!r} vs {theirs[key]!r}"
+             for key, label in checks if ours[key] != theirs[key]]
+    if diffs:
+        msg = (f"{our_label[0].upper()}{our_label[1:]} was built by encoder "
+               f"{ours['name']!r} but {their_label} is {theirs.get('name', '?')!r}; they "
+               f"differ in {'; '.join(diffs)} ({our_label} vs {their_label}). Latents of "
+               "different encoders cannot be compared.")
+        raise EncoderMismatchError(msg)
+
+
+def _preprocessing_keywords(encoder, images):
+    """Preprocessing keywords of the cutouts, checked against the encoder's."""
+    cutout_keys = {}
+    varying = set()
+    for image in images:
+        getter = getattr(image, "header_keywords", None)
+        if getter is None:
+            continue
+        for key, value in getter().items():
+            if key in cutout_keys and cutout_keys[key] != value:
+                varying.add(key)
+            cutout_keys.setdefault(key, value)
+    # Keywords whose value differs between cutouts are per-cutout results
+    # (such as NMERGED), not parameters of the database: they are left out.
+    for key in varying:
+        cutout_keys.pop(key)
+    encoder_keys = {key: value for key, value in dict(encoder.metadata).items()
+                    if isinstance(key, str) and key.isupper() and len(key) <= 8
+                    and key not in _RESERVED_KEYWORDS}
+    differ = sorted(key for key in encoder_keys.keys() & cutout_keys.keys()
+                    if key != "PREPVERS" and encoder_keys[key] != cutout_keys[key])
+    if differ:
+        warnings.warn("The cutouts were not preprocessed like the encoder's training images: "
+                      + ", ".join(f"{k} {cutout_keys[k]!r} (encoder {encoder_keys[k]!r})"
+                                  for k in differ) + ".", GalMorphSearchWarning, stacklevel=3)
+    keys = {**encoder_keys, **cutout_keys}
+    return {key: value for key, value in keys.items() if key not in _RESERVED_KEYWORDS}
+
+
+def _build_meta(encoder, images, scheme):
+    meta = {
+        "ENCODER": str(encoder.name),
+        "ENCARCH": str(encoder.architecture),
+        "ENCHASH": str(encoder.weights_hash),
+        "INSIZE": int(encoder.input_size),
+        "LATDIM": int(encoder.latent_dim),
+        "SCHEME": scheme,
+        "GMSVERS": _package_version(),
+        "DATE": _now(),
+    }
+    meta.update(_preprocessing_keywords(encoder, images))
+    return meta
+
+
+def _merge_meta(metas):
+    merged = dict(metas[0])
+    for meta in metas[1:]:
+        for key in set(merged) | set(meta):
+            if key in _RESERVED_KEYWORDS:
+                continue
+            if merged.get(key) != meta.get(key):
+                merged.pop(key, None)
+                warnings.warn(f"The merged databases differ in the preprocessing keyword {key}; "
+                              "it is not recorded in the merged database.",
+                              GalMorphSearchWarning, stacklevel=4)
+    for key in ("HSIMMEAN", "HSIMSTD", "HSIMN", "NROWS"):
+        merged.pop(key, None)
+    merged["GMSVERS"] = _package_version()
+    merged["DATE"] = _now()
+    return merged
+
+
+def _set_h_similarity(table):
+    """Compute the per-galaxy H-similarity and its statistics into ``table``."""
+    from ..search.similarity import database_h_similarity
+
+    hsim = np.asarray(database_h_similarity(native_float32(table["latent"]),
+                                            native_float32(table["background_latent"])),
+                      dtype=np.float64)
+    table["h_similarity"] = Column(hsim, description=_DESCRIPTIONS["h_similarity"])
+    defined = np.isfinite(hsim)
+    meta = table.meta
+    meta["HSIMMEAN"] = float(np.mean(hsim[defined])) if defined.any() else None
+    meta["HSIMSTD"] = float(np.std(hsim[defined])) if defined.any() else None
+    meta["HSIMN"] = int(defined.sum())
+
+
+def _order_columns(table):
+    standard = list(STANDARD_COLUMNS)
+    computed = list(_COMPUTED_COLUMNS)
+    carried = [name for name in table.colnames if name not in standard + computed]
+    order = standard + carried + computed
+    if table.colnames != order:
+        table = Table([table[name] for name in order], meta=table.meta, copy=False)
+    for name, description in _DESCRIPTIONS.items():
+        if name in table.colnames and not table[name].description:
+            table[name].description = description
+    for name in ("ra", "dec"):
+        if table[name].unit is None:
+            table[name].unit = "deg"
+    return table

@@ -1,0 +1,363 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+The similarity Sp of Seo et al. (2023) and exact nearest-neighbour search.
+
+Everything here is plain NumPy and works on arrays of latent vectors, so the
+functions can be used without an encoder or a database object.
+
+Seo et al. (2023, eqs. 1-3) measure how much a database galaxy :math:`D_i`
+looks like a target galaxy :math:`T` against how much the target looks like
+its own sky background :math:`B`:
+
+.. math::
+
+    S_{p,i} = \\left(1 - \\frac{\\lVert T - D_i \\rVert}{\\lVert T - B \\rVert}\\right)
+    \\times 100,
+
+with Euclidean distances between latent vectors. ``Sp = 100`` for an
+identical latent vector, ``Sp = 0`` for a galaxy as far from the target as
+the target's background, and Sp is negative for galaxies farther than that.
+"""
+
+import numpy as np
+
+__all__ = ["similarity_percent", "exact_neighbours", "database_h_similarity"]
+
+#: Default number of database rows compared at once by `exact_neighbours`.
+DEFAULT_CHUNK_SIZE = 32768
+
+# At most this many elements in one (queries x database rows) block of scores
+# (float32, so 64 MiB per block).
+_MAX_BLOCK_ELEMENTS = 2**24
+
+# Extra candidates kept from the float32 pass and re-ranked with exact float64
+# distances, so that rounding in the fast pass does not change the result.
+_EXTRA_CANDIDATES = 8
+
+
+def similarity_percent(distance, background_distance):
+    """
+    The similarity Sp of Seo et al. (2023) from latent-space distances.
+
+    Parameters
+    ----------
+    distance : float or array-like
+        Euclidean distance(s) :math:`\\lVert T - D_i \\rVert` between the
+        target latent and database latents.
+    background_distance : float or array-like
+        Euclidean distance :math:`\\lVert T - B \\rVert` between the target
+        latent and the latent of its background patch; broadcast against
+        ``distance``.
+
+    Returns
+    -------
+    sp : float or `~numpy.ndarray`
+        ``(1 - distance / background_distance) * 100`` as float64: 100 for
+        an identical latent, 0 at the background's distance, negative
+        beyond it.
+
+    Raises
+    ------
+    ValueError
+        If a distance is negative or not finite, or if a background distance
+        is zero (the target latent equals its background latent, and Sp is
+        undefined).
+
+    Examples
+    --------
+    >>> from galmorphsearch.search import similarity_percent
+    >>> similarity_percent([0.0, 1.0, 4.0, 6.0], 4.0)
+    array([100.,  75.,   0., -50.])
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    b = np.asarray(background_distance, dtype=np.float64)
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(b))):
+        msg = "Distances must be finite to compute the similarity Sp."
+        raise ValueError(msg)
+    if np.any(d < 0) or np.any(b < 0):
+        msg = "Distances must be non-negative."
+        raise ValueError(msg)
+    if np.any(b == 0):
+        msg = (
+            "The background distance is zero (the target latent equals its background "
+            "latent), so the similarity Sp is undefined."
+        )
+        raise ValueError(msg)
+    sp = (1.0 - d / b) * 100.0
+    return sp if sp.ndim else float(sp)
+
+
+def _as_latents(array, name):
+    """Check and convert a 2-D array of latents to native float32."""
+    arr = np.asarray(array)
+    if arr.ndim == 1:
+        arr = arr[np.newaxis, :]
+    if arr.ndim != 2:
+        msg = f"{name} must be a 2-D array (n, latent_dim); got shape {arr.shape}."
+        raise ValueError(msg)
+    if arr.shape[1] == 0:
+        msg = f"{name} has latent dimension 0."
+        raise ValueError(msg)
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        msg = f"{name} must hold real numbers; got dtype {arr.dtype}."
+        raise ValueError(msg)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_finite(arr, name):
+    if not np.all(np.isfinite(arr)):
+        bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
+        msg = (
+            f"{name} holds NaN or infinite values in {bad.size} row(s) "
+            f"(first: {bad[:5].tolist()})."
+        )
+        raise ValueError(msg)
+
+
+def _squared_norms(arr):
+    """Row-wise squared norms accumulated in float64."""
+    return np.einsum("ij,ij->i", arr, arr, dtype=np.float64)
+
+
+def _check_exclude(exclude, n_queries, n_database):
+    if exclude is None:
+        return None
+    exc = np.asarray(exclude)
+    if exc.ndim == 0:
+        exc = np.full(n_queries, int(exc), dtype=np.int64)
+    if exc.shape != (n_queries,) or not np.issubdtype(exc.dtype, np.integer):
+        msg = f"exclude must be an integer array of shape ({n_queries},); got {exc.shape}."
+        raise ValueError(msg)
+    exc = exc.astype(np.int64)
+    if np.any(exc >= n_database) or np.any(exc < -1):
+        msg = f"exclude holds row numbers outside -1..{n_database - 1}."
+        raise ValueError(msg)
+    return exc
+
+
+def _check_k(k, n_available):
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        msg = f"k must be an integer; got {k!r}."
+        raise TypeError(msg)
+    if k < 1:
+        msg = f"k must be at least 1; got {k}."
+        raise ValueError(msg)
+    if k > n_available:
+        msg = f"k={k} is larger than the {n_available} database row(s) that can be returned."
+        raise ValueError(msg)
+    return int(k)
+
+
+def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
+    """
+    Core of `exact_neighbours` on checked float32 arrays.
+
+    A fast float32 pass ranks ``||b||^2 - 2 a.b`` (the query norm does not
+    change the order) in blocks, keeps ``k`` plus a few extra candidates per
+    query, and the candidates are then re-ranked on exact float64 distances.
+    """
+    n_q, n_db = queries.shape[0], database.shape[0]
+    n_cand = min(k + _EXTRA_CANDIDATES, n_db)
+    q_chunk = max(1, min(n_q, _MAX_BLOCK_ELEMENTS // min(chunk_size, n_db)))
+    db_sqnorms32 = db_sqnorms.astype(np.float32)
+    out_idx = np.empty((n_q, k), dtype=np.int64)
+    out_dist = np.empty((n_q, k), dtype=np.float64)
+
+    for q0 in range(0, n_q, q_chunk):
+        q1 = min(q0 + q_chunk, n_q)
+        q = queries[q0:q1]
+        rows = np.arange(q1 - q0)
+        best_idx = None
+        best_score = None
+        for d0 in range(0, n_db, chunk_size):
+            d1 = min(d0 + chunk_size, n_db)
+            scores = q @ database[d0:d1].T  # float32 BLAS
+            scores *= -2.0
+            scores += db_sqnorms32[np.newaxis, d0:d1]
+            if exclude is not None:
+                ex = exclude[q0:q1]
+                hit = (ex >= d0) & (ex < d1)
+                scores[rows[hit], ex[hit] - d0] = np.inf
+            nc = d1 - d0
+            if nc > n_cand:
+                part = np.argpartition(scores, n_cand - 1, axis=1)[:, :n_cand]
+            else:
+                part = np.broadcast_to(np.arange(nc), (q1 - q0, nc))
+            cand_score = np.take_along_axis(scores, part, axis=1)
+            cand_idx = part + d0
+            if best_idx is None:
+                best_idx, best_score = cand_idx, cand_score
+            else:
+                best_idx = np.concatenate([best_idx, cand_idx], axis=1)
+                best_score = np.concatenate([best_score, cand_score], axis=1)
+                if best_idx.shape[1] > n_cand:
+                    part = np.argpartition(best_score, n_cand - 1, axis=1)[:, :n_cand]
+                    best_idx = np.take_along_axis(best_idx, part, axis=1)
+                    best_score = np.take_along_axis(best_score, part, axis=1)
+
+        # Exact float64 re-ranking of the candidates.
+        diff = database[best_idx].astype(np.float64)
+        diff -= q[:, np.newaxis, :].astype(np.float64)
+        dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        if exclude is not None:
+            dist[best_idx == exclude[q0:q1, np.newaxis]] = np.inf
+        order = np.lexsort((best_idx, dist), axis=1)[:, :k]
+        out_idx[q0:q1] = np.take_along_axis(best_idx, order, axis=1)
+        out_dist[q0:q1] = np.take_along_axis(dist, order, axis=1)
+    return out_idx, out_dist
+
+
+def exact_neighbours(queries, database, k, *, chunk_size=DEFAULT_CHUNK_SIZE, exclude=None):
+    """
+    Exact Euclidean k-nearest neighbours of query latents in a database.
+
+    The distances are computed as :math:`\\lVert a \\rVert^2 - 2 a \\cdot b +
+    \\lVert b \\rVert^2` with a float32 matrix product (BLAS), in blocks of
+    ``chunk_size`` database rows so that memory stays bounded; the best
+    candidates of each query are then re-ranked on exact float64 distances,
+    so an identical vector has a distance of exactly 0.
+
+    Parameters
+    ----------
+    queries : array-like, shape (Q, D) or (D,)
+        Query latent vectors.
+    database : array-like, shape (N, D)
+        Database latent vectors.
+    k : int
+        Number of neighbours per query, ``1 <= k <= N`` (``N - 1`` when a row
+        is excluded).
+    chunk_size : int, optional
+        Number of database rows compared at once.
+    exclude : array-like of int, shape (Q,), optional
+        For each query, a database row that must not be returned (for
+        example the query itself), or -1 for none.
+
+    Returns
+    -------
+    indices : `~numpy.ndarray`, shape (Q, k), int64
+        Database rows of the neighbours, nearest first (ties by row number).
+    distances : `~numpy.ndarray`, shape (Q, k), float64
+        Their Euclidean distances, ascending.
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not 2-D, their latent dimensions differ, they hold
+        NaN or infinite values, ``k`` is out of range or ``exclude`` is
+        malformed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from galmorphsearch.search import exact_neighbours
+    >>> db = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]], dtype=np.float32)
+    >>> idx, dist = exact_neighbours([[0.9, 0.0]], db, k=2)
+    >>> idx
+    array([[1, 0]])
+    >>> dist.round(3)
+    array([[0.1, 0.9]])
+    """
+    q = _as_latents(queries, "queries")
+    db = _as_latents(database, "database")
+    if q.shape[1] != db.shape[1]:
+        msg = (
+            f"Latent dimensions differ: queries have {q.shape[1]}, the database has "
+            f"{db.shape[1]}."
+        )
+        raise ValueError(msg)
+    if db.shape[0] == 0:
+        msg = "The database is empty."
+        raise ValueError(msg)
+    _check_finite(q, "queries")
+    _check_finite(db, "database")
+    chunk_size = int(chunk_size)
+    if chunk_size < 1:
+        msg = f"chunk_size must be at least 1; got {chunk_size}."
+        raise ValueError(msg)
+    exc = _check_exclude(exclude, q.shape[0], db.shape[0])
+    n_available = db.shape[0] - (1 if exc is not None and np.any(exc >= 0) else 0)
+    k = _check_k(k, n_available)
+    return _neighbours(q, db, k, _squared_norms(db), chunk_size, exc)
+
+
+def database_h_similarity(latents, background_latents, *, chunk_size=DEFAULT_CHUNK_SIZE):
+    """
+    The H-similarity of every database galaxy searched against the others.
+
+    Each galaxy :math:`i` is taken in turn as the target; its H-similarity
+    is the highest :math:`S_{p,ij} = (1 - \\lVert D_i - D_j \\rVert /
+    \\lVert D_i - B_i \\rVert) \\times 100` over the other galaxies
+    :math:`j \\neq i`, skipping those with a latent identical to
+    :math:`D_i` (distance 0, the same image). The mean and standard
+    deviation of this distribution set the "no similar galaxy" threshold of
+    Seo et al. (2023).
+
+    Parameters
+    ----------
+    latents : array-like, shape (N, D)
+        Latent vectors of the database galaxies.
+    background_latents : array-like, shape (N, D)
+        Latent vectors of their background patches.
+    chunk_size : int, optional
+        Number of database rows compared at once (see `exact_neighbours`).
+
+    Returns
+    -------
+    h_similarity : `~numpy.ndarray`, shape (N,), float64
+        The H-similarity of each galaxy. It is NaN where it is undefined: a
+        galaxy whose latent equals its background latent (background
+        distance 0), or one with no other, distinct galaxy to compare with.
+        Use `numpy.nanmean` and `numpy.nanstd` for the statistics.
+
+    Raises
+    ------
+    ValueError
+        If the arrays do not have the same shape or hold NaN or infinite
+        values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from galmorphsearch.search import database_h_similarity
+    >>> lat = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    >>> bkg = np.array([[4.0, 0.0], [1.0, 4.0], [0.0, 0.0]])
+    >>> database_h_similarity(lat, bkg)
+    array([75., 75., 0.])
+    """
+    lat = _as_latents(latents, "latents")
+    bkg = _as_latents(background_latents, "background_latents")
+    if lat.shape != bkg.shape:
+        msg = (
+            f"latents {lat.shape} and background_latents {bkg.shape} must have the same shape."
+        )
+        raise ValueError(msg)
+    _check_finite(lat, "latents")
+    _check_finite(bkg, "background_latents")
+    chunk_size = int(chunk_size)
+    if chunk_size < 1:
+        msg = f"chunk_size must be at least 1; got {chunk_size}."
+        raise ValueError(msg)
+    n = lat.shape[0]
+    nearest = np.full(n, np.nan)
+    if n < 2:
+        return nearest
+    sqn = _squared_norms(lat)
+    self_rows = np.arange(n, dtype=np.int64)
+    todo = self_rows
+    k = min(n - 1, 4)
+    while todo.size:
+        idx, dist = _neighbours(lat[todo], lat, k, sqn, chunk_size, self_rows[todo])
+        positive = dist > 0
+        found = positive.any(axis=1)
+        first = np.argmax(positive, axis=1)
+        nearest[todo[found]] = dist[found, first[found]]
+        # Rows whose k neighbours were all identical copies need a larger k.
+        todo = todo[~found]
+        if k >= n - 1:
+            break
+        k = min(n - 1, 4 * k)
+    back = np.sqrt(np.sum((lat.astype(np.float64) - bkg.astype(np.float64)) ** 2, axis=1))
+    hsim = np.full(n, np.nan)
+    ok = np.isfinite(nearest) & (back > 0)
+    hsim[ok] = (1.0 - nearest[ok] / back[ok]) * 100.0
+    return hsim
