@@ -1,0 +1,397 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""The TSGICAS encoder: a ResNet-18 that maps a galaxy image to a latent vector."""
+
+import os
+import re
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._inputs import image_source, resize, to_float
+from .weights import load_weights, save_weights, state_dict_hash
+
+__all__ = ["Encoder", "ARCHITECTURES"]
+
+#: Supported backbones and the number of features their average pool gives.
+ARCHITECTURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+
+_BASE_KEYS = ("name", "architecture", "input_size", "latent_dim", "weights_hash", "version")
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        msg = f"{name} must be an integer >= {low}, got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+class Encoder(nn.Module):
+    """
+    ResNet encoder of galaxy images (Seo et al. 2023, section 3.1).
+
+    A torchvision ResNet (ResNet-18 by default, built with random weights:
+    nothing is ever downloaded) with its classification layer removed, so
+    that the adaptive average pool of the last stage gives the latent
+    vector (512 features for ResNet-18). A linear projection follows when
+    ``latent_dim`` differs from that number.
+
+    Parameters
+    ----------
+    architecture : {'resnet18', 'resnet34', 'resnet50'}, optional
+        The torchvision backbone.
+    input_size : int, optional
+        Side in pixels of the square images the encoder is trained on (256
+        in the paper; 64 and 128 for quick experiments). Inputs of other
+        sizes are resized to it.
+    latent_dim : int, optional
+        Size of the latent vector.
+    name : str, optional
+        Name recorded in weight files and latent databases; defaults to
+        ``f"{architecture}-{input_size}px"``.
+    preprocessing : dict, optional
+        The preprocessing parameters of the cutouts the encoder works on,
+        as flat FITS keywords (`GalaxyCutout.header_keywords
+        <galmorphsearch.preprocessing.GalaxyCutout.header_keywords>`);
+        recorded in `metadata`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from galmorphsearch.model import Encoder
+    >>> encoder = Encoder(input_size=64)
+    >>> encoder.name, encoder.latent_dim
+    ('resnet18-64px', 512)
+    >>> images = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    >>> encoder.encode(images).shape
+    (2, 512)
+    """
+
+    def __init__(self, architecture="resnet18", input_size=256, latent_dim=512, name=None,
+                 preprocessing=None):
+        super().__init__()
+        import torchvision
+
+        if architecture not in ARCHITECTURES:
+            msg = (f"unknown architecture {architecture!r}: choose among "
+                   f"{', '.join(ARCHITECTURES)}")
+            raise ValueError(msg)
+        self.architecture = architecture
+        self.input_size = _check_int("input_size", input_size, 32)
+        self.latent_dim = _check_int("latent_dim", latent_dim, 1)
+        if name is None:
+            name = f"{architecture}-{self.input_size}px"
+        if not isinstance(name, str) or not name:
+            msg = f"name must be a non-empty string, got {name!r}"
+            raise ValueError(msg)
+        self.name = name
+        self.preprocessing = self._check_preprocessing(preprocessing)
+        backbone = getattr(torchvision.models, architecture)(weights=None)
+        features = backbone.fc.in_features
+        backbone.fc = nn.Identity()
+        self.backbone = backbone
+        self.projection = (nn.Identity() if self.latent_dim == features
+                           else nn.Linear(features, self.latent_dim))
+
+    @staticmethod
+    def _check_preprocessing(preprocessing):
+        if preprocessing is None:
+            return {}
+        if not isinstance(preprocessing, dict):
+            msg = f"preprocessing must be a dict of FITS keywords, not {type(preprocessing)}"
+            raise TypeError(msg)
+        out = {}
+        for key, value in preprocessing.items():
+            if isinstance(value, tuple) and len(value) == 2:  # (value, comment) cards
+                value = value[0]
+            if isinstance(value, np.generic):
+                value = value.item()
+            if not isinstance(key, str) or key.lower() in _BASE_KEYS:
+                msg = f"preprocessing keyword {key!r} is not a string or clashes with metadata"
+                raise ValueError(msg)
+            if value is not None and not isinstance(value, (str, int, float, bool)):
+                msg = (f"preprocessing keyword {key!r} must hold a str, int, float, bool or "
+                       f"None, not {type(value).__name__}")
+                raise ValueError(msg)
+            out[key] = value
+        return out
+
+    def __repr__(self):
+        return (f"<{type(self).__name__} name={self.name!r} architecture={self.architecture!r} "
+                f"input_size={self.input_size} latent_dim={self.latent_dim} "
+                f"weights_hash={self.weights_hash!r}>")
+
+    @property
+    def weights_hash(self):
+        """
+        SHA-256 of the weights (first 16 hex characters); see `state_dict_hash`.
+
+        Any change of the weights, training included, changes it.
+        """
+        return state_dict_hash(self.state_dict())
+
+    @property
+    def metadata(self):
+        """
+        Flat provenance of the encoder: what it is, its weights, the preprocessing.
+
+        Keys ``name``, ``architecture``, ``input_size``, ``latent_dim``,
+        ``weights_hash``, ``version`` (of galmorphsearch), then the
+        preprocessing keywords.
+        """
+        from .. import __version__
+
+        meta = {"name": self.name, "architecture": self.architecture,
+                "input_size": self.input_size, "latent_dim": self.latent_dim,
+                "weights_hash": self.weights_hash, "version": __version__}
+        meta.update(self.preprocessing)
+        return meta
+
+    def forward(self, x):
+        """
+        Latent vectors of a batch of images.
+
+        Parameters
+        ----------
+        x : `torch.Tensor`
+            (B, 3, H, W) float images in [0, 1]; resized to ``input_size``
+            if H or W differs.
+
+        Returns
+        -------
+        latent : `torch.Tensor`
+            (B, latent_dim).
+        """
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            msg = f"the encoder takes (B, 3, H, W) float tensors, got {shape}"
+            raise ValueError(msg)
+        if not x.is_floating_point():
+            msg = f"the encoder takes float tensors in [0, 1], got {x.dtype}"
+            raise ValueError(msg)
+        x = resize(x, self.input_size)
+        return self.projection(self.backbone(x))
+
+    def encode(self, images, *, batch_size=64, background=False, progress_bar=False,
+               device=None):
+        """
+        Latent vectors of many images, in batches, without gradients.
+
+        The encoder runs in eval mode under `torch.inference_mode`, on
+        channels-last batches where that is faster (GPUs; CPUs from 128 px);
+        its training mode and device are restored afterwards.
+
+        Parameters
+        ----------
+        images : `~galmorphsearch.preprocessing.GalaxyCutout`, list, array or tensor
+            A cutout or a list of cutouts; a (N, H, W, 3) or (H, W, 3) uint8
+            array (display order, as `GalaxyCutout.image`); a (N, 3, H, W)
+            tensor or float array in [0, 1]; or a list of image file paths
+            (JPEG, PNG...; read as RGB and resized to ``input_size``).
+        batch_size : int, optional
+            Images per forward pass.
+        background : bool, optional
+            Encode the background patches of the cutouts instead of the
+            cutouts (for the Sp similarity).
+        progress_bar : bool, optional
+            Show a progress bar (needs tqdm).
+        device : str or `torch.device`, optional
+            Where to run; by default where the encoder's weights are.
+
+        Returns
+        -------
+        latents : `~numpy.ndarray`
+            (N, latent_dim) float32, C-contiguous, native byte order.
+
+        Raises
+        ------
+        ValueError
+            For an empty input, a wrong shape (e.g. four channels), a dtype
+            other than uint8 or float, float values outside [0, 1] or
+            non-finite, or ``background=True`` without cutouts.
+        TypeError
+            For inputs of an unsupported type.
+        """
+        from ..utils.progress import progress_iter
+
+        batch_size = _check_int("batch_size", batch_size, 1)
+        source = image_source(images, input_size=self.input_size, background=background)
+        n = len(source)
+        out = np.empty((n, self.latent_dim), dtype=np.float32)
+        first = next(self.parameters())
+        home = first.device
+        device = home if device is None else torch.device(device)
+        was_training = self.training
+        starts = range(0, n, batch_size)
+        # Channels-last convolutions are faster on GPUs, and on CPUs from 128 px up
+        # (benchmarks/bench_encoding.py: about 20-25 % at 128-256 px, slower at 64 px).
+        channels_last = device.type == "cuda" or (device.type == "cpu" and self.input_size >= 128)
+        try:
+            self.to(device)
+            self.eval()
+            with torch.inference_mode():
+                for start in progress_iter(starts, progress_bar, desc="encoding",
+                                           total=len(starts)):
+                    stop = min(start + batch_size, n)
+                    batch = to_float(source.get(start, stop)).to(device, non_blocking=True)
+                    batch = resize(batch, self.input_size)
+                    if channels_last:
+                        batch = batch.contiguous(memory_format=torch.channels_last)
+                    out[start:stop] = self(batch).float().cpu().numpy()
+        finally:
+            self.to(home)
+            self.train(was_training)
+        return out
+
+    def save(self, path, overwrite=False):
+        """
+        Write the weights and `metadata` to a safetensors file (atomically).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Output file, conventionally ``*.safetensors``.
+        overwrite : bool, optional
+            Replace an existing file.
+
+        Returns
+        -------
+        weights_hash : str
+            The hash recorded in the file.
+
+        Raises
+        ------
+        FileExistsError
+            If ``path`` exists and ``overwrite`` is `False`.
+        """
+        meta = self.metadata
+        meta.pop("weights_hash")
+        meta["kind"] = "encoder"
+        meta["preprocessing_keys"] = ",".join(self.preprocessing)
+        return save_weights(self.state_dict(), path, metadata=meta, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path, device=None):
+        """
+        Read an encoder written by `save`; never executes code.
+
+        The architecture, sizes, name and preprocessing are taken from the
+        file's metadata and the stored weights hash is verified.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A safetensors weight file.
+        device : str or `torch.device`, optional
+            Where to put the weights (CPU by default).
+
+        Returns
+        -------
+        encoder : `Encoder`
+            In eval mode.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        ValueError
+            If it is not a galmorphsearch encoder weight file, or its
+            weights do not match the stored hash (corrupted or modified).
+        """
+        tensors, meta = load_weights(path)
+        path = os.fspath(path)
+        if meta.get("kind") != "encoder":
+            msg = f"{path!r} holds {meta.get('kind')!r} weights, not an encoder's"
+            raise ValueError(msg)
+        keys = [k for k in str(meta.get("preprocessing_keys", "")).split(",") if k]
+        try:
+            encoder = cls(architecture=meta["architecture"], input_size=int(meta["input_size"]),
+                          latent_dim=int(meta["latent_dim"]), name=str(meta["name"]),
+                          preprocessing={k: meta[k] for k in keys})
+        except KeyError as exc:
+            msg = f"weight file {path!r} lacks the metadata entry {exc}"
+            raise ValueError(msg) from None
+        encoder._load_checked(tensors, path)
+        encoder.eval()
+        if device is not None:
+            encoder.to(device)
+        return encoder
+
+    def _load_checked(self, state_dict, path):
+        prefix = f"the weights in {os.fspath(path)!r} do not fit a {self.name} encoder"
+        try:
+            result = self.load_state_dict(state_dict, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            text = str(exc)
+            msg = f"{prefix}: {text[:600]}{'...' if len(text) > 600 else ''}"
+            raise ValueError(msg) from None
+        problems = []
+        for what, keys in (("missing", result.missing_keys),
+                           ("unexpected", result.unexpected_keys)):
+            if keys:
+                shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+                problems.append(f"{len(keys)} {what} tensors ({shown})")
+        if problems:
+            msg = f"{prefix}: {'; '.join(problems)}"
+            raise ValueError(msg)
+
+    @classmethod
+    def from_state_dict_file(cls, path, *, architecture="resnet18", input_size=256,
+                             latent_dim=512, name=None, preprocessing=None):
+        """
+        Build an encoder from a PyTorch state-dict file, loaded with ``weights_only=True``.
+
+        Accepts a torchvision ResNet state dict (its ``fc`` layer is dropped),
+        an `Encoder` state dict, or a checkpoint written by `train_autoencoder`
+        (the encoder part of its ``state_dict`` is used). ``torch.load`` with
+        ``weights_only=True`` refuses anything but tensors and plain
+        containers, so no code is executed.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A ``.pt``/``.pth``/``.ckpt`` file.
+        architecture, input_size, latent_dim, name, preprocessing
+            As for `Encoder`.
+
+        Returns
+        -------
+        encoder : `Encoder`
+            In eval mode, on the CPU.
+
+        Raises
+        ------
+        ValueError
+            If the file cannot be read safely or its tensors do not fit.
+        """
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            msg = f"state-dict file {path!r} does not exist"
+            raise FileNotFoundError(msg)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # any failure means: not a safe plain state dict
+            msg = f"cannot load {path!r} as a plain state dict (weights_only=True): {exc}"
+            raise ValueError(msg) from None
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            obj = obj["state_dict"]
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor)
+                                                for v in obj.values()):
+            msg = f"{path!r} does not hold a state dict (a mapping of names to tensors)"
+            raise ValueError(msg)
+        state = {}
+        for key, value in obj.items():
+            match = re.match(r"(?:.*\.)?(encoder|decoder)\.(.*)", key)
+            if match:  # an Autoencoder or training-checkpoint state dict
+                if match.group(1) == "decoder":
+                    continue
+                key = match.group(2)
+            if key.startswith("fc."):
+                continue
+            if not key.startswith(("backbone.", "projection.")):
+                key = "backbone." + key
+            state[key] = value
+        encoder = cls(architecture=architecture, input_size=input_size, latent_dim=latent_dim,
+                      name=name, preprocessing=preprocessing)
+        encoder._load_checked(state, path)
+        return encoder.eval()

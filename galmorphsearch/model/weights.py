@@ -1,0 +1,278 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Weight files that can never execute code: safetensors with provenance.
+
+A galmorphsearch weight file is a `safetensors
+<https://huggingface.co/docs/safetensors>`_ file: an 8-byte little-endian
+header length, a JSON header (tensor names, dtypes, shapes, offsets and a
+flat string-to-string ``__metadata__`` dictionary), then the raw tensor
+bytes. Reading it parses JSON and copies bytes; unlike a pickled PyTorch
+checkpoint it cannot run code. The metadata records what the weights are
+(architecture, input size, latent size, preprocessing, package version) and
+`state_dict_hash` of the tensors, which `load_weights` verifies.
+"""
+
+import hashlib
+import json
+import os
+import struct
+
+import numpy as np
+import torch
+
+from ..utils.io import atomic_path
+
+__all__ = ["state_dict_hash", "save_weights", "load_weights", "read_weights_metadata"]
+
+#: Value of the ``format`` metadata entry of galmorphsearch weight files.
+FORMAT_NAME = "galmorphsearch-weights"
+#: Version of the layout of the metadata.
+FORMAT_VERSION = "1"
+# Largest header accepted (safetensors itself refuses headers over 100 MB).
+_MAX_HEADER = 100_000_000
+
+
+def state_dict_hash(state_dict, length=16):
+    """
+    Content hash of a state dict: SHA-256 over names, dtypes, shapes and bytes.
+
+    The tensors are taken in sorted name order, moved to the CPU, floating
+    point ones cast to float32 and integer ones to int64, and serialised
+    little-endian, so the hash does not depend on the device, the memory
+    layout or the byte order of the machine. Any change of any weight (or
+    batch-norm running statistic) changes the hash.
+
+    Parameters
+    ----------
+    state_dict : dict of str to `torch.Tensor`
+        For example ``module.state_dict()``.
+    length : int, optional
+        Number of hexadecimal characters kept (64 for the full digest).
+
+    Returns
+    -------
+    digest : str
+        Lower-case hexadecimal digest.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from galmorphsearch.model import state_dict_hash
+    >>> state_dict_hash({"w": torch.zeros(2, 3)})
+    '...'
+    >>> len(state_dict_hash({"w": torch.zeros(2, 3)}))
+    16
+    """
+    sha = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu")
+        if tensor.is_floating_point():
+            arr = tensor.to(torch.float32).contiguous().numpy().astype("<f4", copy=False)
+        elif tensor.dtype == torch.bool:
+            arr = tensor.contiguous().numpy().astype("u1")
+        else:
+            arr = tensor.to(torch.int64).contiguous().numpy().astype("<i8", copy=False)
+        sha.update(name.encode())
+        sha.update(arr.dtype.str.encode())
+        sha.update(repr(tuple(arr.shape)).encode())
+        sha.update(np.ascontiguousarray(arr).tobytes())
+    return sha.hexdigest()[:length]
+
+
+def _check_header(path):
+    """
+    Read and check the safetensors header of ``path`` without trusting it.
+
+    Returns the parsed JSON header. Raises a `ValueError` naming the file
+    when it is not a safetensors file (and says so when it looks like a
+    pickled or zipped PyTorch checkpoint instead).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        msg = f"weight file {path!r} does not exist"
+        raise FileNotFoundError(msg)
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            msg = f"{path!r} is not a safetensors weight file: it is only {size} bytes long"
+            raise ValueError(msg)
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            msg = (f"{path!r} is a pickled or zipped PyTorch file, not a safetensors weight "
+                   "file; galmorphsearch never unpickles weights. For a plain state dict "
+                   "use Encoder.from_state_dict_file, which loads with weights_only=True")
+            raise ValueError(msg)
+        (n,) = struct.unpack("<Q", head)
+        if n < 2 or n > min(_MAX_HEADER, size - 8):
+            msg = f"{path!r} is not a safetensors weight file (bad header length {n})"
+            raise ValueError(msg)
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"{path!r} is not a safetensors weight file (unreadable header: {exc})"
+        raise ValueError(msg) from None
+    if not isinstance(header, dict):
+        msg = f"{path!r} is not a safetensors weight file (header is not a JSON object)"
+        raise ValueError(msg)
+    return header
+
+
+def read_weights_metadata(path):
+    """
+    The metadata stored in the header of a weight file, without reading the tensors.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by `save_weights` (or any safetensors file).
+
+    Returns
+    -------
+    metadata : dict of str to str
+        The ``__metadata__`` of the safetensors header (empty if none).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is not a safetensors file.
+    """
+    header = _check_header(path)
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        msg = f"{os.fspath(path)!r}: the safetensors metadata is not a string-to-string mapping"
+        raise ValueError(msg)
+    return dict(meta)
+
+
+def save_weights(state_dict, path, metadata=None, overwrite=False):
+    """
+    Write a state dict and its metadata to a safetensors file, atomically.
+
+    The file records ``format``, ``format_version`` and ``weights_hash``
+    (`state_dict_hash` of the tensors) besides ``metadata``.
+
+    Parameters
+    ----------
+    state_dict : dict of str to `torch.Tensor`
+        The tensors to save (moved to the CPU, made contiguous).
+    path : str or path-like
+        Output file (conventionally ``*.safetensors``).
+    metadata : dict, optional
+        Flat mapping of str to str, int, float, bool or None. Values that are
+        not strings are stored as JSON text (safetensors metadata holds
+        strings only) and decoded again by `load_weights`.
+    overwrite : bool, optional
+        Replace an existing file.
+
+    Returns
+    -------
+    weights_hash : str
+        The hash stored in the file.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is `False`.
+    ValueError
+        If a metadata value is not a scalar.
+    """
+    from safetensors.torch import save_file
+
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in state_dict.items()}
+    digest = state_dict_hash(tensors)
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str):
+            msg = f"metadata keys must be strings, not {key!r}"
+            raise ValueError(msg)
+        header[key] = _encode_value(key, value)
+    header["weights_hash"] = digest
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        save_file(tensors, os.fspath(tmp), metadata=header)
+    return digest
+
+
+def _encode_value(key, value):
+    if isinstance(value, str):
+        # A string that would decode as JSON to something else is quoted.
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return json.dumps(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    msg = (f"metadata value of {key!r} must be a str, int, float, bool or None, "
+           f"not {type(value).__name__}")
+    raise ValueError(msg)
+
+
+def _decode_value(value):
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def load_weights(path, verify=True):
+    """
+    Read a weight file written by `save_weights`; never executes code.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The safetensors file.
+    verify : bool, optional
+        Recompute the hash of the tensors and compare it with the stored
+        ``weights_hash``.
+
+    Returns
+    -------
+    state_dict : dict of str to `torch.Tensor`
+        CPU tensors.
+    metadata : dict
+        The metadata, with numbers, booleans and nulls decoded from their
+        JSON text.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is not a galmorphsearch safetensors weight file, is
+        truncated, or its tensors do not match the stored hash (the file was
+        corrupted or modified).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = os.fspath(path)
+    raw = read_weights_metadata(path)
+    if raw.get("format") != FORMAT_NAME:
+        msg = (f"{path!r} is a safetensors file but not a galmorphsearch weight file "
+               f"(format={raw.get('format')!r}, expected {FORMAT_NAME!r})")
+        raise ValueError(msg)
+    if raw.get("format_version") != FORMAT_VERSION:
+        msg = (f"{path!r} has weight-file format version {raw.get('format_version')!r}; "
+               f"this galmorphsearch reads version {FORMAT_VERSION}")
+        raise ValueError(msg)
+    try:
+        tensors = load_file(path, device="cpu")
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        msg = f"cannot read the tensors of weight file {path!r}: {exc}"
+        raise ValueError(msg) from None
+    meta = {key: (value if key in ("format", "format_version", "weights_hash")
+                  else _decode_value(value)) for key, value in raw.items()}
+    if verify:
+        stored = raw.get("weights_hash")
+        actual = state_dict_hash(tensors, length=len(stored or "") or 16)
+        if stored != actual:
+            msg = (f"weight file {path!r} is corrupted or was modified: its tensors hash to "
+                   f"{actual}, but the file records weights_hash={stored}")
+            raise ValueError(msg)
+    return tensors, meta
