@@ -64,3 +64,19 @@ def test_bad_shapes():
         CutoutSet(table, np.zeros((2, 8, 8, 3)), np.zeros((2, 8, 8, 3)))
     with pytest.raises(ValueError, match="no cutouts"):
         CutoutSet.from_cutouts([])
+
+
+def test_database_built_from_a_cutout_set_matches_the_cutouts(cutout_set):
+    from galmorphsearch.database import LatentDatabase
+    from galmorphsearch.model import Encoder
+
+    cs, cutouts = cutout_set
+    encoder = Encoder(input_size=32)
+    catalog = cs.table["objid", "ra", "dec", "morphology"]
+    catalog["type_index"] = [0, 5, 10]
+    from_set = LatentDatabase.build(catalog, cs, encoder, scheme="gz2")
+    from_cutouts = LatentDatabase.build(catalog, cutouts, encoder, scheme="gz2")
+    np.testing.assert_allclose(from_set.latents, from_cutouts.latents, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(from_set.background_latents, from_cutouts.background_latents,
+                               rtol=1e-5, atol=1e-6)
+    assert from_set.meta["CUTSIZE"] == 32

@@ -208,7 +208,7 @@ class LatentDatabase:
             Catalog rows with at least ``objid``, ``ra``, ``dec`` (degrees),
             ``morphology`` and ``type_index``, as returned by the readers of
             `galmorphsearch.catalogs`.
-        images : list of `~galmorphsearch.preprocessing.GalaxyCutout`
+        images : list of `~galmorphsearch.preprocessing.GalaxyCutout`, or `CutoutSet`
             One cutout per catalog row, in the same order. The latent
             comes from each cutout's image and the background latent from
             its background patch.
@@ -257,8 +257,18 @@ class LatentDatabase:
         if reserved:
             msg = f"Cannot carry the column(s) {', '.join(reserved)}: the database makes them."
             raise ValueError(msg)
-        if not isinstance(images, (list, tuple)):
-            images = [images] if hasattr(images, "image") else list(images)
+        from ..preprocessing import CutoutSet
+
+        if isinstance(images, CutoutSet):
+            # Stored cutouts: the colour images and background patches are
+            # arrays, and the preprocessing keywords are the set's.
+            sources = (images.images, images.backgrounds)
+            keyword_sources = [images]
+        else:
+            if not isinstance(images, (list, tuple)):
+                images = [images] if hasattr(images, "image") else list(images)
+            sources = (images, images)
+            keyword_sources = images
         if len(images) != len(catalog):
             msg = (f"The catalog has {len(catalog)} rows but {len(images)} images were given; "
                    "they must be aligned one to one.")
@@ -276,10 +286,13 @@ class LatentDatabase:
         _check_unique_objids(catalog["objid"])
 
         kwargs = {"batch_size": batch_size, "progress_bar": progress_bar}
-        latents = _check_latents(encoder.encode(images, **kwargs), encoder, "latents",
+        latents = _check_latents(encoder.encode(sources[0], **kwargs), encoder, "latents",
                                  catalog)
-        background = _check_latents(encoder.encode(images, background=True, **kwargs),
-                                    encoder, "background latents", catalog)
+        if sources[1] is sources[0]:
+            background = encoder.encode(sources[1], background=True, **kwargs)
+        else:
+            background = encoder.encode(sources[1], **kwargs)
+        background = _check_latents(background, encoder, "background latents", catalog)
 
         table = Table()
         table["objid"] = catalog["objid"]
@@ -292,7 +305,7 @@ class LatentDatabase:
             table[name] = catalog[name]
         table["latent"] = _latent_column(latents, "latent")
         table["background_latent"] = _latent_column(background, "background_latent")
-        table.meta = _build_meta(encoder, images, str(scheme))
+        table.meta = _build_meta(encoder, keyword_sources, str(scheme))
         return cls(table, copy=False)
 
     # ------------------------------------------------------------------

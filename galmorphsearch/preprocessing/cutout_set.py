@@ -125,6 +125,20 @@ class CutoutSet:
     def __repr__(self):
         return f"<{type(self).__name__}: {len(self)} cutouts of {self.size}x{self.size} px>"
 
+    def header_keywords(self):
+        """
+        The preprocessing keywords shared by all cutouts of the set.
+
+        Returns
+        -------
+        keywords : dict
+            The upper-case FITS keywords (8 characters at most) of
+            ``table.meta``.
+        """
+        return {key: value for key, value in self.table.meta.items()
+                if isinstance(key, str) and key.isupper() and len(key) <= 8
+                and not isinstance(value, (list, dict))}
+
     @property
     def size(self):
         """Side of the cutouts in pixels."""
