@@ -1,6 +1,7 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """Tests of the ``galmorphsearch`` command line (run in-process)."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -8,47 +9,143 @@ import pytest
 from astropy.table import Table
 from PIL import Image
 
-from galmorphsearch.datasets import get_sample_field_paths, load_gz2_gallery, load_hcg88_members
+from galmorphsearch import GalaxyCutout
+from galmorphsearch.database import LatentDatabase
+from galmorphsearch.datasets import (
+    get_sample_field_paths,
+    load_gz2_gallery,
+    load_hcg88_members,
+    make_synthetic_sample,
+)
+from galmorphsearch.model import Encoder
+from galmorphsearch.preprocessing import CutoutSet
 from galmorphsearch.scripts.main import main
-from galmorphsearch.utils import CatalogWarning
+from galmorphsearch.utils import CatalogWarning, CutoutWarning
 
 DATA = Path(__file__).parent / "data"
 
 
-def test_demo_writes_cutouts_figures_and_table(tmp_path, capsys):
+def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--output", str(out), "--size", "64"]) == 0
-    members = load_hcg88_members()
-    table = Table.read(out / "hcg88_cutouts.fits")
-    assert list(table["name"]) == list(members["name"])
-    # Every member was found and cut cleanly, with a Kron radius of a few
-    # arcsec or more (the group's spirals are about 1 arcmin across).
-    assert np.all(table["flag"] == 0)
-    assert np.all(table["kron_radius"] > 5)
-    assert table["kron_radius"].unit == "pix"
-    assert table.meta["CUTSIZE"] == 64
-    assert table.meta["CREATOR"].startswith("galmorphsearch ")
-    # Values that differ between galaxies are columns, not a misleading header.
-    for key, value in table.meta.items():
-        if key.lower() in table.colnames:
-            raise AssertionError(f"{key} is both a header keyword ({value}) and a column")
-    for stem in ("ngc6976", "ngc6977", "ngc6978"):
-        with Image.open(out / f"{stem}.png") as png:
-            assert png.size == (64, 64) and png.mode == "RGB"
-            assert np.asarray(png).max() > 50  # not blank
-        assert (out / f"{stem}_steps.png").stat().st_size > 0
-    assert (out / "hcg88_gallery.png").exists()
-    assert "wrote 3 cutouts" in capsys.readouterr().out
+    status = main(["demo", "--output", str(out), "--size", "32", "--n-per-type", "3",
+                   "--n-query", "1", "--epochs", "1", "-k", "3"])
+    assert status == 0
+    for name in ("encoder.safetensors", "loss_history.ecsv", "database.fits",
+                 "search_results.ecsv", "classification.ecsv", "retrieval_gallery.png",
+                 "hcg88_cutouts.png"):
+        assert (out / name).stat().st_size > 0, name
+    database = LatentDatabase.read(out / "database.fits")
+    assert len(database) == 12 * 2  # 3 per type, 1 held out
+    classification = Table.read(out / "classification.ecsv")
+    # The three HCG 88 spirals and one held-out galaxy per type.
+    assert len(classification) == 3 + 12
+    assert list(classification["target"][:3]) == ["NGC 6978", "NGC 6977", "NGC 6976"]
+    assert set(classification["predicted_morphology"]) <= set(database.table["morphology"])
+    results = Table.read(out / "search_results.ecsv")
+    assert len(results) == 15 * 3
+    assert "held-out synthetic galaxies" in capsys.readouterr().out
 
 
 def test_demo_refuses_to_overwrite_before_any_work(tmp_path, capsys):
     out = tmp_path / "demo"
     out.mkdir()
-    (out / "hcg88_cutouts.fits").write_text("precious")
-    assert main(["demo", "--output", str(out), "--size", "64"]) == 1
-    assert "--overwrite" in capsys.readouterr().err
-    assert (out / "hcg88_cutouts.fits").read_text() == "precious"
-    assert sorted(p.name for p in out.iterdir()) == ["hcg88_cutouts.fits"]
+    (out / "database.fits").write_text("precious")
+    assert main(["demo", "--output", str(out), "--size", "32", "--n-per-type", "3",
+                 "--n-query", "1", "--epochs", "1"]) == 1
+    assert "overwrite" in capsys.readouterr().err
+    assert (out / "database.fits").read_text() == "precious"
+    assert sorted(p.name for p in out.iterdir()) == ["database.fits"]
+
+
+@pytest.fixture(scope="module")
+def reference_set(tmp_path_factory):
+    """A cutout set of synthetic galaxies of four types, written to disk."""
+    truth, fields = make_synthetic_sample(n_per_type=3, types=["Er", "Ec", "Sb", "SBc"],
+                                          seed=1)
+    cutouts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CutoutWarning)
+        for field in fields:
+            cutouts.append(GalaxyCutout(field["g"], field["r"], field["i"], field.position,
+                                        size=32, rotate=True, seed=0))
+    path = tmp_path_factory.mktemp("ref") / "reference.fits"
+    CutoutSet.from_cutouts(cutouts, truth["objid", "ra", "dec", "morphology",
+                                          "type_index"]).write(path)
+    return path
+
+
+def test_preprocess_train_build_search_classify_info(reference_set, tmp_path, capsys):
+    encoder = tmp_path / "encoder.safetensors"
+    assert main(["train", str(reference_set), "-o", str(encoder), "--input-size", "32",
+                 "--epochs", "1", "--labels", "morphology"]) == 0
+    assert (tmp_path / "encoder.loss.ecsv").exists()
+    database = tmp_path / "db.fits"
+    assert main(["build-db", str(reference_set), "--encoder", str(encoder), "-o",
+                 str(database), "--scheme", "gz2"]) == 0
+    targets = tmp_path / "hcg88.fits"
+    assert main(["preprocess", "--sample", "--size", "32", "--rotate", "-o", str(targets),
+                 "--png-dir", str(tmp_path / "png")]) == 0
+    assert len(list((tmp_path / "png").glob("*.png"))) == 3
+    results = tmp_path / "results.ecsv"
+    assert main(["search", str(targets), "--database", str(database), "--encoder",
+                 str(encoder), "-k", "4", "-o", str(results)]) == 0
+    predictions = tmp_path / "predictions.fits"
+    assert main(["classify", str(targets), "--database", str(database), "--encoder",
+                 str(encoder), "--vote", "3", "-o", str(predictions)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(database)]) == 0
+    info = capsys.readouterr().out
+    assert "latent database of 12 galaxies" in info and "ENCHASH=" in info
+
+    # Sp in the results is the formula recomputed from the stored latents and
+    # the targets' own latents (Seo et al. 2023, eqs. 1-3).
+    db = LatentDatabase.read(database)
+    model = Encoder.load(encoder)
+    target_set = CutoutSet.read(targets)
+    t_lat = model.encode(target_set.images)
+    b_lat = model.encode(target_set.backgrounds)
+    table = Table.read(results)
+    objids = list(db.table["objid"])
+    for row in table:
+        q = list(target_set.table["objid"]).index(row["target"])
+        d = db.latents[objids.index(row["objid"])]
+        expected = (1 - np.linalg.norm(t_lat[q] - d) / np.linalg.norm(t_lat[q] - b_lat[q]))
+        assert row["Sp"] == pytest.approx(100 * expected, rel=1e-4)
+    votes = Table.read(predictions)
+    assert len(votes) == 3
+    vote_columns = [c for c in votes.colnames if c.startswith("vote_")]
+    np.testing.assert_allclose(sum(votes[c] for c in vote_columns), 1.0)
+
+
+def test_search_with_another_encoder_is_refused(reference_set, tmp_path, capsys):
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    for path, seed in ((first, "0"), (second, "1")):
+        assert main(["train", str(reference_set), "-o", str(path), "--input-size", "32",
+                     "--max-steps", "1", "--seed", seed]) == 0
+    database = tmp_path / "db.fits"
+    assert main(["build-db", str(reference_set), "--encoder", str(first), "-o",
+                 str(database), "--scheme", "gz2"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(reference_set), "--database", str(database), "--encoder",
+                 str(second)]) == 1
+    err = capsys.readouterr().err
+    assert "weights" in err and "Traceback" not in err
+
+
+def test_preprocess_colour_images_and_positions(tmp_path):
+    gallery = load_gz2_gallery()
+    out = tmp_path / "gallery.fits"
+    # Two of these SDSS JPEGs have a saturated core or a crop that overflows
+    # the image: they are cut all the same, flagged, with a warning.
+    with pytest.warns(CutoutWarning):
+        assert main(["preprocess", *gallery["file"][:3], "--size", "32", "-o", str(out)]) == 0
+    assert len(CutoutSet.read(out)) == 3
+    paths = get_sample_field_paths()
+    member = load_hcg88_members()[1]
+    out = tmp_path / "one.fits"
+    assert main(["preprocess", paths["g"], paths["r"], paths["i"], "--radec",
+                 str(member["ra"]), str(member["dec"]), "--size", "32", "-o", str(out)]) == 0
+    assert CutoutSet.read(out).table["flag"][0] == 0
 
 
 def test_cutout_from_fits_bands(tmp_path):

@@ -5,19 +5,33 @@ The ``galmorphsearch`` command line: a thin layer over the public API.
 Verbs
 -----
 ``demo``
-    Preprocess the spirals of Hickson Compact Group 88 in the bundled real
-    SDSS field and write the cutouts, a figure of the steps and a FITS table.
+    The main job on bundled data: synthetic reference galaxies of the 12 GZ2
+    types, an autoencoder trained on them, a FITS latent database, and the
+    HCG 88 spirals of the real SDSS field searched and classified.
+``preprocess``
+    Cut many galaxies (from gri FITS and positions, or colour images) into a
+    cutout set (FITS).
+``train``
+    Train the autoencoder on a cutout set and save its encoder.
+``build-db``
+    Encode a cutout set of galaxies of known type into a latent database.
+``search``, ``classify``
+    Find the most similar database galaxies of the galaxies of a cutout set,
+    and adopt their types.
+``info``
+    Say what a latent database file holds.
 ``cutout``
     Preprocess one galaxy from g, r, i FITS files (or a colour image).
 ``catalog``
-    Read a GZ2, EFIGI or NA10 catalog file into the standard Table and write
-    it as FITS (or any format astropy can write).
+    Read a GZ2, EFIGI or NA10 catalog file into the standard Table.
 """
 
 import argparse
 import sys
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["main"]
 
@@ -34,17 +48,94 @@ def _build_parser():
     sub.required = True
 
     demo = sub.add_parser(
-        "demo", help="preprocess the HCG 88 spirals in the bundled SDSS field",
-        description="Preprocess the three spirals of Hickson Compact Group 88 in the bundled "
-        "real SDSS gri field: writes one PNG per galaxy, a figure of the preprocessing steps "
-        "and a FITS table of the measurements.")
+        "demo", help="the main job on bundled data (a few minutes on a laptop CPU)",
+        description="Make synthetic reference galaxies of the 12 GZ2 types, train the "
+        "autoencoder on them (or load --encoder), build a FITS latent database, then search "
+        "and classify the Hickson 88 spirals of the bundled real SDSS field and held-out "
+        "synthetic galaxies. Writes the encoder, database, results and a retrieval gallery.")
     demo.add_argument("--output", "-o", default="galmorphsearch-demo",
                       help="output directory (default: %(default)s)")
-    demo.add_argument("--size", type=int, default=256, help="cutout side in pixels")
-    demo.add_argument("--no-rotate", action="store_true",
-                      help="do not rotate the galaxies to position angle 90 deg")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the masking draws")
-    demo.add_argument("--overwrite", action="store_true", help="replace existing files")
+    demo.add_argument("--size", type=int, default=64, help="cutout and encoder input size")
+    demo.add_argument("--n-per-type", type=int, default=10,
+                      help="synthetic galaxies per GZ2 type (default: %(default)s)")
+    demo.add_argument("--n-query", type=int, default=2,
+                      help="of those, held out of the database as targets (default: %(default)s)")
+    demo.add_argument("--epochs", type=int, default=30, help="training epochs")
+    demo.add_argument("--encoder", help="use this saved encoder instead of training one")
+    demo.add_argument("-k", type=int, default=5, help="matches per target in the results")
+    demo.add_argument("--seed", type=int, default=0, help="seed of everything random")
+    _common(demo)
+
+    pre = sub.add_parser(
+        "preprocess", help="cut many galaxies into a cutout set (FITS)",
+        description="Preprocess galaxies the TSGICAS way into a cutout set: from three FITS "
+        "files (g r i) and positions, from colour images (one galaxy each), or from the "
+        "bundled HCG 88 field (--sample).")
+    pre.add_argument("images", nargs="*", metavar="IMAGE",
+                     help="three FITS files g r i, or colour images (JPEG/PNG)")
+    pre.add_argument("--radec", nargs=2, type=float, action="append", metavar=("RA", "DEC"),
+                     help="a target position in degrees (repeat for more)")
+    pre.add_argument("--positions", metavar="TABLE",
+                     help="a table with ra and dec columns (deg); its columns are carried")
+    pre.add_argument("--sample", action="store_true",
+                     help="the HCG 88 spirals of the bundled SDSS field")
+    pre.add_argument("--size", type=int, default=256, help="cutout side in pixels")
+    pre.add_argument("--rotate", action="store_true",
+                     help="rotate to position angle 90 deg (as for database galaxies)")
+    pre.add_argument("--seed", type=int, default=0, help="seed of the masking draws")
+    pre.add_argument("--png-dir", help="also write one PNG per cutout here")
+    pre.add_argument("--output", "-o", required=True, help="output cutout set (.fits)")
+    _common(pre)
+
+    train = sub.add_parser(
+        "train", help="train the autoencoder on a cutout set",
+        description="Train the convolutional autoencoder (ResNet-18 encoder, mirrored "
+        "decoder; MSE, Adam) on the images of a cutout set and save the encoder "
+        "(safetensors, with its metadata and weights hash).")
+    train.add_argument("cutouts", help="cutout set (.fits) from `galmorphsearch preprocess`")
+    train.add_argument("--output", "-o", required=True, help="encoder file (.safetensors)")
+    train.add_argument("--labels", help="table column for class-balanced sampling")
+    train.add_argument("--input-size", type=int, default=64, help="encoder input size")
+    train.add_argument("--epochs", type=int, default=100, help="training epochs")
+    train.add_argument("--max-steps", type=int, help="stop after this many steps")
+    train.add_argument("--batch-size", type=int, default=42, help="images per batch")
+    train.add_argument("--learning-rate", type=float, default=1e-4, help="Adam learning rate")
+    train.add_argument("--checkpoint-dir", help="write checkpoints and the loss history here")
+    train.add_argument("--resume", help="'last' or a checkpoint file to resume from")
+    train.add_argument("--seed", type=int, default=0, help="seed of the split and training")
+    _common(train)
+
+    build = sub.add_parser(
+        "build-db", help="encode a cutout set of known types into a latent database",
+        description="Encode the galaxies of a cutout set (whose table has objid, ra, dec, "
+        "morphology and type_index) into a FITS latent database.")
+    build.add_argument("cutouts", help="cutout set (.fits)")
+    build.add_argument("--encoder", required=True, help="encoder file (.safetensors)")
+    build.add_argument("--output", "-o", required=True, help="database file (.fits)")
+    build.add_argument("--scheme", help="morphology scheme (gz2, efigi, na10)")
+    build.add_argument("--catalog-name", help="name of the source catalog")
+    build.add_argument("--carry", nargs="*", default=(), help="more columns to keep")
+    _common(build)
+
+    for verb, helptext in (("search", "find the most similar database galaxies"),
+                           ("classify", "predict types by the most similar galaxy")):
+        parser_v = sub.add_parser(verb, help=helptext, description=helptext.capitalize()
+                                  + " of the galaxies of a cutout set.")
+        parser_v.add_argument("cutouts", help="cutout set (.fits) of the targets")
+        parser_v.add_argument("--database", required=True, help="latent database (.fits)")
+        parser_v.add_argument("--encoder", required=True,
+                              help="the encoder that built the database (.safetensors)")
+        parser_v.add_argument("--output", "-o", help="write the results table here")
+        if verb == "search":
+            parser_v.add_argument("-k", type=int, default=10, help="matches per target")
+        else:
+            parser_v.add_argument("--vote", type=int, metavar="K",
+                                  help="also a vote of the K most similar galaxies")
+        _common(parser_v)
+
+    info = sub.add_parser("info", help="say what a latent database file holds",
+                          description="Print the provenance and content of a latent database.")
+    info.add_argument("database", help="latent database (.fits)")
 
     cut = sub.add_parser(
         "cutout", help="preprocess one galaxy from g, r, i FITS files or a colour image",
@@ -75,6 +166,11 @@ def _build_parser():
                      help="output file (format from the extension, FITS by default)")
     cat.add_argument("--overwrite", action="store_true", help="replace an existing file")
     return parser
+
+
+def _common(parser):
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
 
 
 # Output file extension -> astropy table format.
@@ -166,20 +262,6 @@ def _check_outputs(paths, overwrite):
         raise FileExistsError(msg)
 
 
-def _gallery_figure(members, cutouts):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(cutouts), figsize=(3 * len(cutouts), 3.3))
-    for ax, name, hcg, cutout in zip(axes, members["name"], members["hcg"], cutouts,
-                                     strict=True):
-        ax.imshow(cutout.image)
-        ax.set_title(f"{name} ({hcg})\nflag={int(cutout.flag)}", fontsize=9)
-        ax.set_axis_off()
-    fig.suptitle("HCG 88: TSGICAS cutouts (3 x Kron radius, neighbours masked, rotated)",
-                 fontsize=9)
-    return fig
-
-
 def _add_provenance(table, cutouts):
     """
     Record how the cutouts were made: parameters shared by all cutouts go to
@@ -200,53 +282,194 @@ def _add_provenance(table, cutouts):
     table.meta["DATE"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _cutout_row(name, cutout):
-    return {
-        "name": name,
-        "x": cutout.centroid[0],
-        "y": cutout.centroid[1],
-        "kron_radius": cutout.kron_radius,
-        "orientation": cutout.orientation.to_value("deg"),
-        "flag": int(cutout.flag),
-    }
-
-
 def _run_demo(args):
+    from galmorphsearch.scripts.demo import run_demo
+
+    run_demo(args.output, size=args.size, n_per_type=args.n_per_type, n_query=args.n_query,
+             epochs=args.epochs, encoder=args.encoder, seed=args.seed, k=args.k,
+             overwrite=args.overwrite, progress_bar=args.progress)
+    return 0
+
+
+def _run_preprocess(args):
     import matplotlib
 
     matplotlib.use("Agg")
+    from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from galmorphsearch.datasets import load_hcg88_members, load_sample_field
-    from galmorphsearch.preprocessing import make_cutouts
+    from galmorphsearch import GalaxyCutout
+    from galmorphsearch.preprocessing import CutoutSet, make_cutouts
+    from galmorphsearch.utils import progress_iter
 
-    out = Path(args.output)
-    members = load_hcg88_members()
-    stems = [name.replace(" ", "").lower() for name in members["name"]]
-    outputs = [out / "hcg88_cutouts.fits", out / "hcg88_gallery.png"]
-    outputs += [out / f"{stem}{suffix}.png" for stem in stems for suffix in ("", "_steps")]
-    _check_outputs(outputs, args.overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    field = load_sample_field()
-    cutouts = make_cutouts(field["g"], field["r"], field["i"], members["coord"],
-                           size=args.size, rotate=not args.no_rotate, seed=args.seed)
-    rows = []
-    for name, stem, cutout in zip(members["name"], stems, cutouts, strict=True):
-        _save_image(cutout.image, out / f"{stem}.png", args.overwrite)
-        _save_figure(cutout.plot()[0], out / f"{stem}_steps.png", args.overwrite)
-        rows.append(_cutout_row(name, cutout))
-    table = Table(rows=rows, names=list(rows[0]))
-    table["kron_radius"].unit = "pix"
-    table["orientation"].unit = "deg"
-    table["ra"] = members["coord"].ra.deg
-    table["dec"] = members["coord"].dec.deg
-    table["ra"].unit = table["dec"].unit = "deg"
-    _add_provenance(table, cutouts)
-    table.meta["COMMENT"] = ["galmorphsearch demo: TSGICAS preprocessing of HCG 88 members"]
-    _write_table(table, out / "hcg88_cutouts.fits", args.overwrite)
-    _save_figure(_gallery_figure(members, cutouts), out / "hcg88_gallery.png", args.overwrite)
-    table.pprint(max_width=120)
-    print(f"wrote {len(rows)} cutouts, figures and hcg88_cutouts.fits to {out}/")
+    _check_outputs([args.output], args.overwrite)
+    common = {"size": args.size, "rotate": args.rotate, "seed": args.seed}
+    if args.sample:
+        from galmorphsearch.datasets import load_hcg88_members, load_sample_field
+
+        if args.images or args.radec or args.positions:
+            msg = "--sample uses the bundled field: give no images or positions with it"
+            raise ValueError(msg)
+        field = load_sample_field()
+        members = load_hcg88_members()
+        table = Table({"objid": members["name"], "ra": members["ra"], "dec": members["dec"]})
+        cutouts = make_cutouts(field["g"], field["r"], field["i"], members["coord"],
+                               progress_bar=args.progress, **common)
+    elif args.radec or args.positions:
+        if len(args.images) != 3:
+            msg = f"positions need three FITS files (g r i); got {len(args.images)} file(s)"
+            raise ValueError(msg)
+        if args.positions:
+            table = Table.read(args.positions)
+            for name in ("ra", "dec"):
+                if name not in table.colnames:
+                    msg = f"{args.positions} has no {name!r} column"
+                    raise ValueError(msg)
+        else:
+            ra, dec = zip(*args.radec, strict=True)
+            table = Table({"objid": list(range(1, len(ra) + 1)), "ra": ra, "dec": dec})
+        coords = SkyCoord(table["ra"], table["dec"],
+                          unit=None if getattr(table["ra"], "unit", None) else "deg")
+        cutouts = make_cutouts(*args.images, coords, progress_bar=args.progress, **common)
+    elif args.images:
+        table = Table({"objid": [Path(p).stem for p in args.images],
+                       "file": [str(p) for p in args.images]})
+        cutouts = [GalaxyCutout.from_image(p, **common)
+                   for p in progress_iter(args.images, args.progress, desc="preprocessing")]
+    else:
+        msg = "give FITS files with --radec/--positions, colour images, or --sample"
+        raise ValueError(msg)
+    cutout_set = CutoutSet.from_cutouts(cutouts, table)
+    if args.png_dir:
+        outputs = [Path(args.png_dir) / f"{objid}.png" for objid in cutout_set.table["objid"]]
+        _check_outputs(outputs, args.overwrite)
+        for path, image in zip(outputs, cutout_set.images, strict=True):
+            _save_image(image, path, args.overwrite)
+    cutout_set.write(args.output, overwrite=args.overwrite)
+    flagged = int(np.count_nonzero(cutout_set.table["flag"]))
+    print(f"wrote {len(cutout_set)} cutouts of {cutout_set.size} px to {args.output}"
+          + (f" ({flagged} with quality flags set)" if flagged else ""))
+    return 0
+
+
+def _run_train(args):
+    from galmorphsearch.model import train_autoencoder
+    from galmorphsearch.preprocessing import CutoutSet
+    from galmorphsearch.scripts.demo import _quiet_lightning
+    from galmorphsearch.utils import atomic_path
+
+    _check_outputs([args.output], args.overwrite)
+    cutout_set = CutoutSet.read(args.cutouts)
+    labels = None
+    if args.labels:
+        if args.labels not in cutout_set.table.colnames:
+            msg = f"{args.cutouts} has no column {args.labels!r} for --labels"
+            raise ValueError(msg)
+        labels = [str(v) for v in cutout_set.table[args.labels]]
+    with _quiet_lightning():
+        autoencoder, history = train_autoencoder(
+            cutout_set.images, labels, input_size=args.input_size, max_epochs=args.epochs,
+            max_steps=args.max_steps, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, seed=args.seed,
+            checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+            preprocessing=cutout_set.header_keywords(), progress_bar=args.progress)
+    autoencoder.encoder.save(args.output, overwrite=args.overwrite)
+    if not args.checkpoint_dir:
+        history_path = Path(args.output).with_suffix(".loss.ecsv")
+        with atomic_path(history_path, overwrite=True) as tmp:
+            history.write(tmp, format="ascii.ecsv")
+    last = history[-1]
+    print(f"trained {len(history)} epoch(s): loss {last['train_loss']:.5f} (training), "
+          f"{last['val_loss']:.5f} (validation); encoder written to {args.output} "
+          f"(weights hash {autoencoder.encoder.weights_hash})")
+    return 0
+
+
+def _load_encoder(path):
+    from galmorphsearch.model import Encoder
+
+    return Encoder.load(path)
+
+
+def _run_build_db(args):
+    from galmorphsearch.database import LatentDatabase
+    from galmorphsearch.preprocessing import CutoutSet
+
+    _check_outputs([args.output], args.overwrite)
+    cutout_set = CutoutSet.read(args.cutouts)
+    encoder = _load_encoder(args.encoder)
+    catalog = cutout_set.table
+    database = LatentDatabase.build(catalog, cutout_set, encoder, carry=args.carry,
+                                    catalog_name=args.catalog_name, scheme=args.scheme,
+                                    progress_bar=args.progress)
+    database.write(args.output, overwrite=args.overwrite)
+    print(f"wrote a latent database of {len(database)} galaxies to {args.output}; "
+          f"H-similarity {database.h_similarity_mean:.1f} +/- {database.h_similarity_std:.1f}")
+    return 0
+
+
+def _targets(args):
+    from galmorphsearch.database import LatentDatabase
+    from galmorphsearch.preprocessing import CutoutSet
+    from galmorphsearch.search import SimilaritySearcher
+
+    if args.output:
+        _check_outputs([args.output], args.overwrite)
+        _table_format(args.output)
+    cutout_set = CutoutSet.read(args.cutouts)
+    encoder = _load_encoder(args.encoder)
+    database = LatentDatabase.read(args.database)
+    searcher = SimilaritySearcher(database, encoder)
+    latents = encoder.encode(cutout_set.images, progress_bar=args.progress)
+    backgrounds = encoder.encode(cutout_set.backgrounds, progress_bar=args.progress)
+    table = cutout_set.table
+    ids = ([str(v) for v in table["objid"]] if "objid" in table.colnames
+           else [str(i) for i in range(len(table))])
+    return searcher, latents, backgrounds, ids
+
+
+def _finish(table, args):
+    table.pprint(max_lines=60, max_width=140)
+    if args.output:
+        _write_table(table, args.output, args.overwrite)
+        print(f"wrote {len(table)} rows to {args.output}")
+    return 0
+
+
+def _run_search(args):
+    searcher, latents, backgrounds, ids = _targets(args)
+    results = searcher.search_latents(latents, backgrounds, k=args.k, target_ids=ids)
+    return _finish(results, args)
+
+
+def _run_classify(args):
+    searcher, latents, backgrounds, ids = _targets(args)
+    kwargs = {"k": args.vote, "vote": True} if args.vote else {}
+    results = searcher.classify_latents(latents, backgrounds, target_ids=ids, **kwargs)
+    return _finish(results, args)
+
+
+def _run_info(args):
+    from galmorphsearch.database import LatentDatabase
+
+    database = LatentDatabase.read(args.database)
+    meta = database.meta
+    print(f"{args.database}: latent database of {len(database)} galaxies")
+    print(f"  encoder    {meta.get('ENCODER')} ({meta.get('ENCARCH')}, "
+          f"{meta.get('INSIZE')} px, {meta.get('LATDIM')} latents, "
+          f"weights hash {meta.get('ENCHASH')})")
+    print(f"  scheme     {meta.get('SCHEME')}; built {meta.get('DATE')} with galmorphsearch "
+          f"{meta.get('GMSVERS')}")
+    if database.h_similarity_mean is not None:
+        print(f"  H-similarity {database.h_similarity_mean:.2f} +/- "
+              f"{database.h_similarity_std:.2f} (no similar galaxy below "
+              f"{database.h_similarity_mean - database.h_similarity_std:.2f})")
+    morphology = np.asarray(database.table["morphology"], dtype=str)
+    types, counts = np.unique(morphology, return_counts=True)
+    print("  types      " + ", ".join(f"{t}={c}" for t, c in zip(types, counts, strict=True)))
+    print("  columns    " + ", ".join(database.table.colnames))
+    others = {k: v for k, v in meta.items() if k not in ("COMMENT", "HISTORY")}
+    print("  keywords   " + ", ".join(f"{k}={v}" for k, v in others.items()))
     return 0
 
 
@@ -317,13 +540,13 @@ def _type_position(kind, name):
     return scheme.index(name) if name in scheme else len(scheme)
 
 
-def main(argv=None):
+def main(args=None):
     """
     Run the ``galmorphsearch`` command line.
 
     Parameters
     ----------
-    argv : list of str, optional
+    args : list of str, optional
         Arguments (default: ``sys.argv[1:]``).
 
     Returns
@@ -333,8 +556,10 @@ def main(argv=None):
         as one line rather than a traceback.
     """
     parser = _build_parser()
-    args = parser.parse_args(argv)
-    runner = {"demo": _run_demo, "cutout": _run_cutout, "catalog": _run_catalog}[args.verb]
+    args = parser.parse_args(args)
+    runner = {"demo": _run_demo, "preprocess": _run_preprocess, "train": _run_train,
+              "build-db": _run_build_db, "search": _run_search, "classify": _run_classify,
+              "info": _run_info, "cutout": _run_cutout, "catalog": _run_catalog}[args.verb]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
