@@ -20,7 +20,7 @@ from galmorphsearch.datasets import (
 from galmorphsearch.model import Encoder
 from galmorphsearch.preprocessing import CutoutSet
 from galmorphsearch.scripts.main import main
-from galmorphsearch.utils import CatalogWarning, CutoutWarning
+from galmorphsearch.utils import CatalogWarning, CutoutWarning, GalMorphSearchWarning
 
 DATA = Path(__file__).parent / "data"
 
@@ -238,3 +238,19 @@ def test_catalog_missing_file_is_an_error(tmp_path, capsys):
                    "--output", str(tmp_path / "x.fits")])
     assert status == 1
     assert "nope.txt" in capsys.readouterr().err
+
+
+def test_search_warns_when_targets_were_preprocessed_differently(reference_set, tmp_path):
+    encoder = tmp_path / "encoder.safetensors"
+    assert main(["train", str(reference_set), "-o", str(encoder), "--input-size", "32",
+                 "--max-steps", "1"]) == 0
+    database = tmp_path / "db.fits"
+    assert main(["build-db", str(reference_set), "--encoder", str(encoder), "-o",
+                 str(database), "--scheme", "gz2"]) == 0
+    targets = tmp_path / "targets.fits"
+    assert main(["preprocess", "--sample", "--size", "48", "-o", str(targets)]) == 0
+    with pytest.warns(GalMorphSearchWarning, match="not preprocessed like") as record:
+        assert main(["search", str(targets), "--database", str(database), "--encoder",
+                     str(encoder), "-k", "2"]) == 0
+    message = str(record[0].message)
+    assert "cutout size 48 px" in message and "ROTATE" in message

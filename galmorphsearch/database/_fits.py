@@ -43,7 +43,14 @@ def write_fits(table, path, overwrite=False, comments=None):
     hdu.header["ORIGIN"] = (ORIGIN, "software that wrote this file")
     for key, comment in (comments or {}).items():
         if key in hdu.header:
-            hdu.header.comments[key] = comment
+            # A comment that would not fit in the 80-character card (long
+            # version strings, full-precision floats) is shortened rather
+            # than left for astropy to truncate with a VerifyWarning.
+            card = fits.Card(key, hdu.header[key])
+            room = 80 - len(card.image.rstrip()) - 3
+            if room >= 8:
+                hdu.header.comments[key] = comment if len(comment) <= room else (
+                    comment[:room - 3].rstrip() + "...")
     hdulist = fits.HDUList([fits.PrimaryHDU(), hdu])
     with atomic_path(path, overwrite=overwrite) as tmp:
         hdulist.writeto(tmp, checksum=True)

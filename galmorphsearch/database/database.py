@@ -144,7 +144,7 @@ class LatentDatabase:
     # ------------------------------------------------------------------
     # validation
     @staticmethod
-    def _validate(table, convert=True):
+    def _validate(table, convert=True, trusted=False):
         missing = [name for name in (*STANDARD_COLUMNS, "latent", "background_latent")
                    if name not in table.colnames]
         if missing:
@@ -184,7 +184,11 @@ class LatentDatabase:
             for name in ("latent", "background_latent"):
                 if table[name].dtype != np.float32 or not table[name].dtype.isnative:
                     table[name] = _latent_column(native_float32(table[name]), name)
-        if "h_similarity" not in table.colnames or any(
+        # The H-similarity statistics describe this exact set of galaxies:
+        # they are recomputed for any table handed in (a slice or an edited
+        # table would otherwise keep the statistics of the database it came
+        # from), and trusted only as read back from a checksummed file.
+        if not trusted or "h_similarity" not in table.colnames or any(
                 key not in meta for key in ("HSIMMEAN", "HSIMSTD")):
             _set_h_similarity(table)
         table = _order_columns(table)
@@ -497,7 +501,7 @@ class LatentDatabase:
                                                description=hsim.description)
         database = cls.__new__(cls)
         try:
-            database._table = cls._validate(table, convert=not memmap)
+            database._table = cls._validate(table, convert=not memmap, trusted=True)
         except ValueError as exc:
             msg = f"{path} is not a valid galmorphsearch latent database: {exc}"
             raise DatabaseFormatError(msg) from exc

@@ -262,26 +262,6 @@ def _check_outputs(paths, overwrite):
         raise FileExistsError(msg)
 
 
-def _add_provenance(table, cutouts):
-    """
-    Record how the cutouts were made: parameters shared by all cutouts go to
-    the header, values that differ from cutout to cutout become columns.
-    """
-    import datetime
-
-    from galmorphsearch import __version__
-
-    keywords = [cutout.header_keywords() for cutout in cutouts]
-    for key in keywords[0]:
-        values = [kw.get(key) for kw in keywords]
-        if all(value == values[0] for value in values):
-            table.meta[key] = values[0]
-        else:
-            table[key.lower()] = values
-    table.meta["CREATOR"] = f"galmorphsearch {__version__}"
-    table.meta["DATE"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def _run_demo(args):
     from galmorphsearch.scripts.demo import run_demo
 
@@ -420,12 +400,35 @@ def _targets(args):
     encoder = _load_encoder(args.encoder)
     database = LatentDatabase.read(args.database)
     searcher = SimilaritySearcher(database, encoder)
+    _check_preprocessing(cutout_set, database, args.cutouts)
     latents = encoder.encode(cutout_set.images, progress_bar=args.progress)
     backgrounds = encoder.encode(cutout_set.backgrounds, progress_bar=args.progress)
     table = cutout_set.table
     ids = ([str(v) for v in table["objid"]] if "objid" in table.colnames
            else [str(i) for i in range(len(table))])
     return searcher, latents, backgrounds, ids
+
+
+# Keywords that describe a run rather than how the images were made.
+_RUN_KEYWORDS = ("PREPVERS", "PREPSEED", "NMERGED", "DBMODE", "BKGSUB")
+
+
+def _check_preprocessing(cutout_set, database, path):
+    """Warn when targets were not preprocessed like the database galaxies."""
+    from galmorphsearch.utils import GalMorphSearchWarning
+
+    ours = cutout_set.header_keywords()
+    theirs = database.meta
+    differ = [f"{key} {ours[key]!r} (database {theirs[key]!r})"
+              for key in sorted(ours.keys() & theirs.keys())
+              if key not in _RUN_KEYWORDS and ours[key] != theirs[key]]
+    if cutout_set.size != theirs.get("INSIZE"):
+        differ.insert(0, f"cutout size {cutout_set.size} px (encoder input "
+                         f"{theirs.get('INSIZE')} px)")
+    if differ:
+        warnings.warn(f"The targets in {path} were not preprocessed like the database "
+                      "galaxies, so their similarities are not comparable: "
+                      + ", ".join(differ) + ".", GalMorphSearchWarning, stacklevel=2)
 
 
 def _finish(table, args):
@@ -460,7 +463,7 @@ def _run_info(args):
           f"weights hash {meta.get('ENCHASH')})")
     print(f"  scheme     {meta.get('SCHEME')}; built {meta.get('DATE')} with galmorphsearch "
           f"{meta.get('GMSVERS')}")
-    if database.h_similarity_mean is not None:
+    if database.h_similarity_mean is not None and np.isfinite(database.h_similarity_mean):
         print(f"  H-similarity {database.h_similarity_mean:.2f} +/- "
               f"{database.h_similarity_std:.2f} (no similar galaxy below "
               f"{database.h_similarity_mean - database.h_similarity_std:.2f})")

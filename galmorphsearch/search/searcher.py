@@ -12,6 +12,7 @@ from astropy.table import Column, Table
 from ..catalogs import get_scheme
 from ..preprocessing import GalaxyCutout
 from .backends import get_backend
+from .similarity import identical_mask
 
 __all__ = ["SimilaritySearcher", "match_coordinates"]
 
@@ -336,6 +337,7 @@ class SimilaritySearcher:
         when the database has no more galaxies to offer.
         """
         n_q = lat.shape[0]
+        norms = np.linalg.norm(np.asarray(lat, dtype=np.float64), axis=1)
         result = [None] * n_q
         todo = np.arange(n_q)
         n_skip = max((0 if e is None else e.size for e in excluded), default=0)
@@ -346,7 +348,7 @@ class SimilaritySearcher:
             for j, qi in enumerate(todo):
                 keep = np.ones(kk, dtype=bool)
                 if skip_identical:
-                    keep &= dist[j] > 0
+                    keep &= ~identical_mask(dist[j][None], norms[qi])[0]
                 if excluded[qi] is not None:
                     keep &= ~np.isin(idx[j], excluded[qi])
                 if keep.sum() >= k or kk >= self._n_rows:

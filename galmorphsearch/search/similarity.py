@@ -21,10 +21,38 @@ the target's background, and Sp is negative for galaxies farther than that.
 
 import numpy as np
 
-__all__ = ["similarity_percent", "exact_neighbours", "database_h_similarity"]
+__all__ = ["similarity_percent", "exact_neighbours", "database_h_similarity",
+           "IDENTICAL_RTOL", "identical_mask"]
 
 #: Default number of database rows compared at once by `exact_neighbours`.
 DEFAULT_CHUNK_SIZE = 32768
+
+#: Two latent vectors closer than this fraction of the query's norm are the
+#: same image: encoding one image alone or within a batch changes its latents
+#: by float32 rounding (about 1e-6), never by a galaxy-to-galaxy distance.
+IDENTICAL_RTOL = 1e-5
+
+
+def identical_mask(distances, query_norms):
+    """
+    Which neighbours are the query's own image, up to float32 rounding.
+
+    Parameters
+    ----------
+    distances : `~numpy.ndarray`
+        ``(Q, k)`` Euclidean distances of each query to its neighbours.
+    query_norms : `~numpy.ndarray`
+        ``(Q,)`` Euclidean norms of the query latents.
+
+    Returns
+    -------
+    mask : `~numpy.ndarray`
+        ``(Q, k)`` boolean, `True` where the distance is at most
+        ``IDENTICAL_RTOL`` times the query's norm (or exactly 0).
+    """
+    distances = np.asarray(distances, dtype=np.float64)
+    tol = IDENTICAL_RTOL * np.asarray(query_norms, dtype=np.float64).reshape(-1, 1)
+    return distances <= tol
 
 # At most this many elements in one (queries x database rows) block of scores
 # (float32, so 64 MiB per block).
@@ -347,7 +375,7 @@ def database_h_similarity(latents, background_latents, *, chunk_size=DEFAULT_CHU
     k = min(n - 1, 4)
     while todo.size:
         idx, dist = _neighbours(lat[todo], lat, k, sqn, chunk_size, self_rows[todo])
-        positive = dist > 0
+        positive = ~identical_mask(dist, np.sqrt(sqn[todo]))
         found = positive.any(axis=1)
         first = np.argmax(positive, axis=1)
         nearest[todo[found]] = dist[found, first[found]]
