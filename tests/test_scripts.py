@@ -254,3 +254,29 @@ def test_search_warns_when_targets_were_preprocessed_differently(reference_set, 
                      str(encoder), "-k", "2"]) == 0
     message = str(record[0].message)
     assert "cutout size 48 px" in message and "ROTATE" in message
+
+
+def test_evaluate_prints_the_paper_measures(tmp_path, capsys):
+    # Four types as well-separated clusters in latent space: retrieval is exact.
+    rng = np.random.default_rng(3)
+    types = ["Er", "Ec", "Sb", "SBc"]
+    n_per_type = 10
+    centres = rng.normal(scale=20, size=(4, 16))
+    latents = np.concatenate([c + rng.normal(size=(n_per_type, 16)) for c in centres])
+    table = Table({"objid": np.arange(40), "ra": np.linspace(0, 1, 40), "dec": np.zeros(40),
+                   "morphology": np.repeat(types, n_per_type),
+                   "type_index": np.repeat([0, 2, 5, 10], n_per_type),
+                   "catalog": ["test"] * 40, "latent": latents.astype(np.float32),
+                   "background_latent": np.zeros((40, 16), np.float32)})
+    table.meta.update({"ENCODER": "test", "ENCARCH": "none", "ENCHASH": "0" * 16,
+                       "INSIZE": 32, "LATDIM": 16, "SCHEME": "gz2"})
+    path = tmp_path / "db.fits"
+    LatentDatabase(table).write(path)
+    out = tmp_path / "predictions.ecsv"
+    assert main(["evaluate", str(path), "--fraction", "0.2", "--balanced", "50",
+                 "--n-per-type", "3", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "best 100.0%" in printed and "type correlation r = 1.000" in printed
+    assert "balanced-database vote (50 iterations, 3 per type)" in printed
+    predictions = Table.read(out)
+    assert len(predictions) == 4 * 2 and np.all(predictions["best"])

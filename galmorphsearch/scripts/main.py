@@ -18,6 +18,9 @@ Verbs
 ``search``, ``classify``
     Find the most similar database galaxies of the galaxies of a cutout set,
     and adopt their types.
+``evaluate``
+    The paper's evaluation of a latent database (MC/MD split, rates,
+    correlation, confusion matrix, balanced-database vote).
 ``info``
     Say what a latent database file holds.
 ``cutout``
@@ -132,6 +135,21 @@ def _build_parser():
             parser_v.add_argument("--vote", type=int, metavar="K",
                                   help="also a vote of the K most similar galaxies")
         _common(parser_v)
+
+    ev = sub.add_parser(
+        "evaluate", help="the paper's evaluation of a latent database",
+        description="Split a latent database per type into 10 %% morphology-check targets "
+        "and 90 %% database (Seo et al. 2023), classify the targets by H-similarity, and "
+        "print the best / good / miss rates, the type correlation, the confusion matrix and "
+        "the H-similarity statistics; optionally the balanced-database vote.")
+    ev.add_argument("database", help="latent database (.fits)")
+    ev.add_argument("--fraction", type=float, default=0.1, help="share of targets per type")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the split and the draws")
+    ev.add_argument("--balanced", type=int, metavar="N",
+                    help="also the balanced-database vote over N iterations (paper: 400)")
+    ev.add_argument("--n-per-type", type=int, help="galaxies per type in each balanced draw")
+    ev.add_argument("--output", "-o", help="write the per-galaxy predictions here")
+    _common(ev)
 
     info = sub.add_parser("info", help="say what a latent database file holds",
                           description="Print the provenance and content of a latent database.")
@@ -452,6 +470,50 @@ def _run_classify(args):
     return _finish(results, args)
 
 
+def _print_summary(title, summary):
+    from astropy.table import Table
+
+    print(f"{title}: {summary['n']} targets; best {summary['best_rate']:.1%}, "
+          f"good {summary['good_rate']:.1%}, miss {summary['miss_rate']:.1%}; "
+          f"type correlation r = {summary['correlation']:.3f}")
+    types = list(summary["types"])
+    matrix = Table(np.round(summary["confusion"], 1), names=types)
+    matrix.add_column(types, name="predicted", index=0)
+    print("confusion matrix (% of each true type; rows predicted, columns true):")
+    matrix.pprint(max_lines=-1, max_width=200)
+
+
+def _run_evaluate(args):
+    from galmorphsearch.database import LatentDatabase
+    from galmorphsearch.evaluation import (
+        balanced_vote,
+        evaluate_retrieval,
+        h_similarity_statistics,
+        mc_md_split,
+    )
+
+    if args.output:
+        _check_outputs([args.output], args.overwrite)
+        _table_format(args.output)
+    database = LatentDatabase.read(args.database)
+    table, summary = evaluate_retrieval(database, fraction=args.fraction, seed=args.seed)
+    _print_summary("classification by H-similarity", summary)
+    if summary.get("no_similar_rate") is not None:
+        print(f"flagged as having no similar galaxy: {summary['no_similar_rate']:.1%}")
+    if args.balanced:
+        mc, md = mc_md_split(database, fraction=args.fraction, seed=args.seed)
+        _, balanced = balanced_vote(database, mc, md, n_per_type=args.n_per_type,
+                                    n_iterations=args.balanced, seed=args.seed)
+        _print_summary(f"balanced-database vote ({args.balanced} iterations, "
+                       f"{balanced['n_per_type']} per type)", balanced)
+    print("H-similarity of the database galaxies per type:")
+    h_similarity_statistics(database).pprint(max_lines=-1, max_width=120)
+    if args.output:
+        _write_table(table, args.output, args.overwrite)
+        print(f"wrote {len(table)} rows to {args.output}")
+    return 0
+
+
 def _run_info(args):
     from galmorphsearch.database import LatentDatabase
 
@@ -562,7 +624,8 @@ def main(args=None):
     args = parser.parse_args(args)
     runner = {"demo": _run_demo, "preprocess": _run_preprocess, "train": _run_train,
               "build-db": _run_build_db, "search": _run_search, "classify": _run_classify,
-              "info": _run_info, "cutout": _run_cutout, "catalog": _run_catalog}[args.verb]
+              "evaluate": _run_evaluate, "info": _run_info, "cutout": _run_cutout,
+              "catalog": _run_catalog}[args.verb]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
