@@ -12,7 +12,7 @@ from astropy.table import Column, Table
 from ..catalogs import get_scheme
 from ..preprocessing import GalaxyCutout
 from .backends import get_backend
-from .similarity import identical_mask
+from .similarity import _check_k, identical_mask
 
 __all__ = ["SimilaritySearcher", "match_coordinates"]
 
@@ -319,16 +319,7 @@ class SimilaritySearcher:
         return rows
 
     def _check_k(self, k):
-        if isinstance(k, bool) or not isinstance(k, int | np.integer):
-            msg = f"k must be an integer; got {k!r}."
-            raise TypeError(msg)
-        if k < 1:
-            msg = f"k must be at least 1; got {k}."
-            raise ValueError(msg)
-        if k > self._n_rows:
-            msg = f"k={k} is larger than the number of galaxies in the database ({self._n_rows})."
-            raise ValueError(msg)
-        return int(k)
+        return _check_k(k, self._n_rows)
 
     def _neighbours(self, lat, k, excluded, skip_identical):
         """
