@@ -54,3 +54,22 @@ def test_build_with_encoder(sample, tmp_path):
     with pytest.raises(EncoderMismatchError, match="input size"):
         back.check_encoder(model.Encoder(input_size=32))
     assert np.isfinite(back.h_similarity_std)
+
+
+def test_build_warns_only_for_parameters_that_change_the_images(sample):
+    """A different seed of the sky draws is a run detail; a different stretch is not."""
+    import warnings
+
+    from galmorphsearch.utils import GalMorphSearchWarning
+
+    truth, cutouts = sample
+    keys = cutouts[0].header_keywords()
+    run_only = {k: v for k, v in keys.items() if k not in GalaxyCutout.RUN_KEYWORDS}
+    encoder = model.Encoder(input_size=64, preprocessing={**run_only, "PREPSEED": 12345})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GalMorphSearchWarning)
+        LatentDatabase.build(truth, cutouts, encoder, scheme="gz2")
+    changed = model.Encoder(input_size=64,
+                            preprocessing={**run_only, "STRETCH": keys["STRETCH"] + 1.0})
+    with pytest.warns(GalMorphSearchWarning, match="STRETCH"):
+        LatentDatabase.build(truth, cutouts, changed, scheme="gz2")

@@ -708,6 +708,8 @@ def _compare_encoders(ours, theirs, our_label, their_label):
 
 def _preprocessing_keywords(encoder, images):
     """Preprocessing keywords of the cutouts, checked against the encoder's."""
+    from ..preprocessing import GalaxyCutout
+
     cutout_keys = {}
     varying = set()
     for image in images:
@@ -726,7 +728,8 @@ def _preprocessing_keywords(encoder, images):
                     if isinstance(key, str) and key.isupper() and len(key) <= 8
                     and key not in _RESERVED_KEYWORDS}
     differ = sorted(key for key in encoder_keys.keys() & cutout_keys.keys()
-                    if key != "PREPVERS" and encoder_keys[key] != cutout_keys[key])
+                    if key not in GalaxyCutout.RUN_KEYWORDS
+                    and encoder_keys[key] != cutout_keys[key])
     if differ:
         warnings.warn("The cutouts were not preprocessed like the encoder's training images: "
                       + ", ".join(f"{k} {cutout_keys[k]!r} (encoder {encoder_keys[k]!r})"

@@ -732,6 +732,13 @@ class GalaxyCutout:
 
         return torch.from_numpy(self.as_array(channels_first=True, background=background))
 
+    #: Keywords of `header_keywords` that describe one run (the package
+    #: version, the seed of the sky-pixel draws) or a per-galaxy outcome
+    #: (pieces merged back, the deblending spacing and background
+    #: subtraction actually used), not how the images were made: they are
+    #: not compared when checking that two sets of cutouts match.
+    RUN_KEYWORDS = frozenset({"PREPVERS", "PREPSEED", "NMERGED", "DBMODE", "BKGSUB"})
+
     def header_keywords(self, comments=False):
         """
         The preprocessing parameters as flat FITS keywords (8 characters at most).
