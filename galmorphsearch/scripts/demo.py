@@ -215,25 +215,17 @@ def _gallery(path, targets, target_ids, results, db_images, k, overwrite, n_rows
     import matplotlib.pyplot as plt
 
     from galmorphsearch.utils import atomic_path
+    from galmorphsearch.visualization import plot_retrieval_gallery
 
-    fig, axes = plt.subplots(n_rows, k + 1, figsize=(1.6 * (k + 1), 1.75 * n_rows),
-                             squeeze=False)
-    for row in range(n_rows):
-        ax = axes[row, 0]
-        ax.imshow(targets[row].image)
-        ax.set_title(f"target\n{target_ids[row]}", fontsize=7, color="tab:blue")
-        matches = results[results["target"] == target_ids[row]]
-        for col, match in enumerate(matches[:k], start=1):
-            axes[row, col].imshow(db_images[str(match["objid"])])
-            axes[row, col].set_title(f"{match['morphology']}  Sp={match['Sp']:.1f}", fontsize=7)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    fig.suptitle("galmorphsearch demo: targets and their most similar database galaxies",
-                 fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    fig = plot_retrieval_gallery(targets, results, db_images, k=k, target_ids=target_ids,
+                                 max_targets=n_rows)
+    try:
+        fig.suptitle("galmorphsearch demo: targets and their most similar database galaxies",
+                     fontsize=8)
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def _hcg_figure(path, cutouts, members, classification, overwrite):
