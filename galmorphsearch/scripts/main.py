@@ -21,6 +21,10 @@ Verbs
 ``evaluate``
     The paper's evaluation of a latent database (MC/MD split, rates,
     correlation, confusion matrix, balanced-database vote).
+``report``
+    Search and classify the galaxies of a cutout set and write a
+    self-contained HTML report: thumbnails of each target and its matches,
+    predicted types, H-similarities, and evaluation figures.
 ``info``
     Say what a latent database file holds.
 ``cutout``
@@ -150,6 +154,34 @@ def _build_parser():
     ev.add_argument("--n-per-type", type=int, help="galaxies per type in each balanced draw")
     ev.add_argument("--output", "-o", help="write the per-galaxy predictions here")
     _common(ev)
+
+    rep = sub.add_parser(
+        "report", help="write a self-contained HTML report of a search",
+        description="Search and classify the galaxies of a cutout set, as `search` and "
+        "`classify` do, and write one static HTML file (images embedded, no external "
+        "resources) with each target beside its most similar database galaxies, the "
+        "predicted types and H-similarities, and figures: the H-similarity distribution of "
+        "the database, overall and per type, a PCA map of its latents and, on request, the "
+        "paper's MC/MD evaluation (confusion matrix) and the training loss curve.")
+    rep.add_argument("cutouts", help="cutout set (.fits) of the targets")
+    rep.add_argument("--database", required=True, help="latent database (.fits)")
+    rep.add_argument("--encoder", required=True,
+                     help="the encoder that built the database (.safetensors)")
+    rep.add_argument("--database-cutouts", metavar="CUTOUTS",
+                     help="cutout set (.fits) of the database galaxies, for the thumbnails "
+                     "of the matches (matched by objid)")
+    rep.add_argument("-k", type=int, default=5, help="matches shown per target")
+    rep.add_argument("--evaluate", action="store_true",
+                     help="also run the paper's MC/MD evaluation of the database (rates and "
+                     "confusion matrix)")
+    rep.add_argument("--fraction", type=float, default=0.1,
+                     help="share of MC targets per type for --evaluate")
+    rep.add_argument("--seed", type=int, default=0, help="seed of the split and the map")
+    rep.add_argument("--history", metavar="TABLE",
+                     help="loss history (.ecsv) from `train` or `demo`, for the loss curve")
+    rep.add_argument("--title", default="galmorphsearch report", help="title of the page")
+    rep.add_argument("--output", "-o", required=True, help="report file (.html)")
+    _common(rep)
 
     info = sub.add_parser("info", help="say what a latent database file holds",
                           description="Print the provenance and content of a latent database.")
@@ -407,13 +439,19 @@ def _run_build_db(args):
 
 
 def _targets(args):
+    if args.output:
+        _check_outputs([args.output], args.overwrite)
+        _table_format(args.output)
+    searcher, _, latents, backgrounds, ids = _encode_targets(args)
+    return searcher, latents, backgrounds, ids
+
+
+def _encode_targets(args):
+    """The searcher, the target cutout set, their latents, background latents and ids."""
     from galmorphsearch.database import LatentDatabase
     from galmorphsearch.preprocessing import CutoutSet
     from galmorphsearch.search import SimilaritySearcher
 
-    if args.output:
-        _check_outputs([args.output], args.overwrite)
-        _table_format(args.output)
     cutout_set = CutoutSet.read(args.cutouts)
     encoder = _load_encoder(args.encoder)
     database = LatentDatabase.read(args.database)
@@ -424,7 +462,7 @@ def _targets(args):
     table = cutout_set.table
     ids = ([str(v) for v in table["objid"]] if "objid" in table.colnames
            else [str(i) for i in range(len(table))])
-    return searcher, latents, backgrounds, ids
+    return searcher, cutout_set, latents, backgrounds, ids
 
 
 # Keywords that describe a run rather than how the images were made.
@@ -511,6 +549,127 @@ def _run_evaluate(args):
     if args.output:
         _write_table(table, args.output, args.overwrite)
         print(f"wrote {len(table)} rows to {args.output}")
+    return 0
+
+
+def _html_path(path):
+    if Path(path).suffix.lower() not in (".html", ".htm"):
+        msg = f"the report {path} must have a .html or .htm extension"
+        raise ValueError(msg)
+
+
+def _known_types(table):
+    """The ``morphology`` column of a target table as str or None per row."""
+    if "morphology" not in table.colnames:
+        return None
+    column = table["morphology"]
+    mask = np.ma.getmaskarray(column)
+    values = [None if m else str(v).strip() or None for v, m in zip(column, mask, strict=True)]
+    return values if any(v is not None for v in values) else None
+
+
+# Summary entries of evaluate_retrieval shown in the report, with their labels
+# (those ending in "rate" are shown as percentages).
+_EVALUATION_LABELS = (
+    ("n", "targets (MC)"), ("n_md", "database galaxies (MD)"), ("best_rate", "best rate"),
+    ("good_rate", "good rate"), ("width", "good: within this many types"),
+    ("miss_rate", "miss rate"), ("correlation", "type correlation r"),
+    ("no_similar_rate", "no-similar-galaxy rate"),
+    ("h_similarity_threshold", "no-similar-galaxy threshold"),
+)
+
+
+def _run_report(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from galmorphsearch.catalogs import get_scheme
+    from galmorphsearch.evaluation import evaluate_retrieval, latent_map
+    from galmorphsearch.preprocessing import CutoutSet
+    from galmorphsearch.utils import GalMorphSearchWarning
+    from galmorphsearch.visualization import (
+        plot_confusion_matrix,
+        plot_h_similarity_by_type,
+        plot_h_similarity_histogram,
+        plot_latent_map,
+        plot_loss_history,
+        write_report,
+    )
+
+    _check_outputs([args.output], args.overwrite)
+    _html_path(args.output)
+    if args.k < 1:
+        msg = f"-k must be at least 1, not {args.k}"
+        raise ValueError(msg)
+    if args.history and not Path(args.history).is_file():
+        msg = f"the loss history {args.history} does not exist"
+        raise FileNotFoundError(msg)
+    db_cutouts = CutoutSet.read(args.database_cutouts) if args.database_cutouts else None
+    if db_cutouts is not None and "objid" not in db_cutouts.table.colnames:
+        msg = f"{args.database_cutouts} has no objid column to match the database galaxies"
+        raise ValueError(msg)
+    searcher, cutout_set, latents, backgrounds, ids = _encode_targets(args)
+    database = searcher.database
+    k = min(args.k, len(database))
+    results = searcher.search_latents(latents, backgrounds, k=k, target_ids=ids)
+    classification = searcher.classify_latents(latents, backgrounds, target_ids=ids)
+    if db_cutouts is not None:
+        have = {str(v) for v in db_cutouts.table["objid"]}
+        if not have & {str(v) for v in results["objid"]}:
+            warnings.warn(f"None of the matched galaxies is in {args.database_cutouts} (by "
+                          "objid): the report shows no thumbnails of matches.",
+                          GalMorphSearchWarning, stacklevel=2)
+
+    true_types = _known_types(cutout_set.table)
+    no_similar = np.asarray(classification["no_similar"], dtype=bool)
+    summary = {"targets": len(ids), "targets with no similar galaxy": int(no_similar.sum())}
+    if true_types is not None:
+        pairs = [(t, str(p)) for t, p in zip(true_types, classification["predicted_morphology"],
+                                             strict=True) if t is not None]
+        summary["targets of known type"] = len(pairs)
+        summary["targets of known type: exact-type rate"] = float(np.mean(
+            [t == p for t, p in pairs]))
+    summary["database galaxies"] = len(database)
+    summary["database H-similarity mean"] = database.h_similarity_mean
+    summary["database H-similarity std"] = database.h_similarity_std
+    summary["no-similar-galaxy threshold"] = searcher.h_similarity_threshold
+
+    morphology = np.asarray(database.table["morphology"]).astype(str)
+    try:
+        types = list(get_scheme(database.scheme).types)
+    except (KeyError, ValueError):
+        types = None
+    if types is not None and not set(morphology) <= set(types):
+        types = None
+    figures = {}
+    try:
+        if args.evaluate:
+            _, evaluation = evaluate_retrieval(database, fraction=args.fraction, seed=args.seed)
+            summary.update({f"MC/MD test: {label}": evaluation[key]
+                            for key, label in _EVALUATION_LABELS if key in evaluation})
+            figures["Confusion matrix of the MC/MD test (per cent of each true type)"] = \
+                plot_confusion_matrix(evaluation)
+        figures["H-similarity of the database galaxies"] = plot_h_similarity_histogram(database)
+        figures["H-similarity of the database galaxies per type"] = \
+            plot_h_similarity_by_type(database)
+        if len(database) >= 2:
+            coords = latent_map(database.latents, "pca", seed=args.seed)
+            figures["PCA map of the database latents"] = plot_latent_map(coords, morphology,
+                                                                        types=types)
+        if args.history:
+            figures["Training loss"] = plot_loss_history(args.history)
+        write_report(args.output, results, cutout_set, database_images=db_cutouts,
+                     classification=classification, target_ids=ids, true_types=true_types,
+                     figures=figures, summary=summary, title=args.title, k=k,
+                     overwrite=args.overwrite)
+    finally:
+        for figure in figures.values():
+            plt.close(figure)
+    flagged = f", {int(no_similar.sum())} with no similar galaxy" if no_similar.any() else ""
+    print(f"wrote a report of {len(ids)} target(s){flagged} and {len(figures)} figure(s) "
+          f"to {args.output}")
     return 0
 
 
@@ -624,7 +783,8 @@ def main(args=None):
     args = parser.parse_args(args)
     runner = {"demo": _run_demo, "preprocess": _run_preprocess, "train": _run_train,
               "build-db": _run_build_db, "search": _run_search, "classify": _run_classify,
-              "evaluate": _run_evaluate, "info": _run_info, "cutout": _run_cutout,
+              "evaluate": _run_evaluate, "report": _run_report, "info": _run_info,
+              "cutout": _run_cutout,
               "catalog": _run_catalog}[args.verb]
     try:
         with warnings.catch_warnings():
