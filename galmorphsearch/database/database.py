@@ -37,6 +37,8 @@ _COMMENTS = {
     "ENCHASH": "sha256 (16 hex) of the encoder weights",
     "INSIZE": "[pix] encoder input image size",
     "LATDIM": "length of the latent vectors",
+    "ENCMODE": "encoder input mode (rgb, grey, +residual)",
+    "ENCTRAIN": "how the encoder was trained",
     "SCHEME": "morphology scheme of the morphology column",
     "GMSVERS": "galmorphsearch version that wrote the table",
     "DATE": "UTC creation date of the database",
@@ -59,8 +61,8 @@ _DESCRIPTIONS = {
 }
 
 # Header keywords that are ours or FITS's, never preprocessing parameters.
-_RESERVED_KEYWORDS = {*REQUIRED_KEYWORDS, "HSIMN", "HDUVERS", "ORIGIN", "EXTNAME",
-                      "CHECKSUM", "DATASUM", "COMMENT", "HISTORY"}
+_RESERVED_KEYWORDS = {*REQUIRED_KEYWORDS, "HSIMN", "ENCMODE", "ENCTRAIN", "HDUVERS", "ORIGIN",
+                      "EXTNAME", "CHECKSUM", "DATASUM", "COMMENT", "HISTORY"}
 
 
 def _package_version():
@@ -374,13 +376,17 @@ class LatentDatabase:
         Returns
         -------
         info : dict
-            ``name``, ``architecture``, ``weights_hash``, ``input_size`` and
-            ``latent_dim``.
+            ``name``, ``architecture``, ``weights_hash``, ``input_size``,
+            ``latent_dim``, ``input_mode`` and ``training`` (the last two
+            ``'rgb'`` and ``'unknown'`` for databases written before they
+            were recorded).
         """
         meta = self.meta
         return {"name": str(meta["ENCODER"]), "architecture": str(meta["ENCARCH"]),
                 "weights_hash": str(meta["ENCHASH"]), "input_size": int(meta["INSIZE"]),
-                "latent_dim": int(meta["LATDIM"])}
+                "latent_dim": int(meta["LATDIM"]),
+                "input_mode": str(meta.get("ENCMODE", "rgb")),
+                "training": str(meta.get("ENCTRAIN", "unknown"))}
 
     # ------------------------------------------------------------------
     # provenance
@@ -409,6 +415,7 @@ class LatentDatabase:
             "architecture": str(encoder.architecture),
             "input_size": int(encoder.input_size),
             "latent_dim": int(encoder.latent_dim),
+            "input_mode": str(getattr(encoder, "input_mode", "rgb")),
             "name": str(getattr(encoder, "name", "?")),
         }
         label = "the other database" if isinstance(encoder, LatentDatabase) else "the encoder"
@@ -695,7 +702,8 @@ def _check_latents(latents, encoder, what, catalog):
 
 def _compare_encoders(ours, theirs, our_label, their_label):
     checks = (("weights_hash", "weights hash"), ("architecture", "architecture"),
-              ("input_size", "input size"), ("latent_dim", "latent size"))
+              ("input_size", "input size"), ("latent_dim", "latent size"),
+              ("input_mode", "input mode"))
     diffs = [f"{label} {ours[key]!r} vs {theirs[key]!r}"
              for key, label in checks if ours[key] != theirs[key]]
     if diffs:
@@ -745,6 +753,8 @@ def _build_meta(encoder, images, scheme):
         "ENCHASH": str(encoder.weights_hash),
         "INSIZE": int(encoder.input_size),
         "LATDIM": int(encoder.latent_dim),
+        "ENCMODE": str(getattr(encoder, "input_mode", "rgb")),
+        "ENCTRAIN": str(getattr(encoder, "training_method", "unknown")),
         "SCHEME": scheme,
         "GMSVERS": _package_version(),
         "DATE": _now(),

@@ -23,12 +23,14 @@ class Autoencoder(nn.Module):
         Defaults to ``Encoder(input_size=256)``, or to an encoder matching
         ``decoder``.
     decoder : `Decoder`, optional
-        Defaults to a `Decoder` matching the encoder's input and latent sizes.
+        Defaults to a `Decoder` matching the encoder's input and latent
+        sizes and its number of input channels.
 
     Raises
     ------
     ValueError
-        If the encoder and decoder disagree on the image or latent size.
+        If the encoder and decoder disagree on the image or latent size or
+        the number of channels.
 
     Examples
     --------
@@ -49,7 +51,8 @@ class Autoencoder(nn.Module):
             msg = f"encoder must be an Encoder, not {type(encoder).__name__}"
             raise TypeError(msg)
         if decoder is None:
-            decoder = Decoder(input_size=encoder.input_size, latent_dim=encoder.latent_dim)
+            decoder = Decoder(input_size=encoder.input_size, latent_dim=encoder.latent_dim,
+                              out_channels=encoder.in_channels)
         if not isinstance(decoder, Decoder):
             msg = f"decoder must be a Decoder, not {type(decoder).__name__}"
             raise TypeError(msg)
@@ -57,6 +60,10 @@ class Autoencoder(nn.Module):
             msg = (f"the encoder (input_size={encoder.input_size}, latent_dim="
                    f"{encoder.latent_dim}) and decoder (input_size={decoder.input_size}, "
                    f"latent_dim={decoder.latent_dim}) do not match")
+            raise ValueError(msg)
+        if decoder.out_channels != encoder.in_channels:
+            msg = (f"the decoder makes {decoder.out_channels}-channel images but the encoder "
+                   f"(input_mode={encoder.input_mode!r}) sees {encoder.in_channels} channels")
             raise ValueError(msg)
         self.encoder = encoder
         self.decoder = decoder
@@ -78,6 +85,16 @@ class Autoencoder(nn.Module):
         Returns
         -------
         reconstruction : `torch.Tensor`
-            (B, 3, input_size, input_size) in [0, 1].
+            (B, C, input_size, input_size) in [0, 1]: the reconstruction of
+            `target`, what the encoder sees (C = 3 for colour input).
         """
         return self.decoder(self.encoder(x))
+
+    def target(self, x):
+        """
+        What the autoencoder reconstructs: ``encoder.prepare(x)``.
+
+        The colour images themselves for ``input_mode='rgb'``; their grey
+        level, or residual channel, for the other input modes.
+        """
+        return self.encoder.prepare(x)

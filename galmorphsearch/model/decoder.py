@@ -74,6 +74,10 @@ class Decoder(nn.Module):
         ``(256, 128, 64, 32)``.
     fc_channels : int, optional
         Channels of the 4 x 4 feature map made by the fully connected layers.
+    out_channels : int, optional
+        Channels of the output images: 3 for colour; the encoder's
+        ``in_channels`` for other input modes (1 grey, 4 colour and
+        residual...).
 
     Examples
     --------
@@ -84,7 +88,8 @@ class Decoder(nn.Module):
     torch.Size([2, 3, 64, 64])
     """
 
-    def __init__(self, input_size=256, latent_dim=512, channels=None, fc_channels=512):
+    def __init__(self, input_size=256, latent_dim=512, channels=None, fc_channels=512,
+                 out_channels=3):
         super().__init__()
         ok = isinstance(input_size, int) and input_size >= _BASE_SIDE
         n_up = 0
@@ -108,8 +113,13 @@ class Decoder(nn.Module):
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
             msg = f"latent_dim must be a positive integer, got {latent_dim!r}"
             raise ValueError(msg)
+        if isinstance(out_channels, bool) or not isinstance(out_channels, int) \
+                or out_channels < 1:
+            msg = f"out_channels must be a positive integer, got {out_channels!r}"
+            raise ValueError(msg)
         self.input_size = input_size
         self.latent_dim = latent_dim
+        self.out_channels = out_channels
         self.channels = channels
         self.fc_channels = fc_channels
         self.fc = nn.Sequential(
@@ -120,7 +130,7 @@ class Decoder(nn.Module):
         blocks += [_UpBlock(c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:],
                                                                 strict=True)]
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Conv2d(channels[-1], 3, 3, padding=1)
+        self.head = nn.Conv2d(channels[-1], out_channels, 3, padding=1)
 
     def forward(self, z):
         """
@@ -134,7 +144,7 @@ class Decoder(nn.Module):
         Returns
         -------
         images : `torch.Tensor`
-            (B, 3, input_size, input_size) in [0, 1].
+            (B, out_channels, input_size, input_size) in [0, 1].
         """
         if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.latent_dim:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__

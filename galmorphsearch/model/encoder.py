@@ -1,5 +1,11 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
-"""The TSGICAS encoder: a ResNet-18 that maps a galaxy image to a latent vector."""
+"""
+Encoders: a network that maps a galaxy image to a latent vector.
+
+The TSGICAS encoder is a ResNet-18; other backbones (`BACKBONES`) and input
+modes (`INPUT_MODES`) share the same interface, weight files and database
+provenance.
+"""
 
 import os
 import re
@@ -9,14 +15,20 @@ import torch
 from torch import nn
 
 from ._inputs import image_source, resize, to_float
+from .backbones import BACKBONES, INPUT_MODES, build_backbone, prepare_input
 from .weights import load_weights, save_weights, state_dict_hash
 
-__all__ = ["Encoder", "ARCHITECTURES"]
+__all__ = ["Encoder", "ARCHITECTURES", "TRAINING_METHODS"]
 
-#: Supported backbones and the number of features their average pool gives.
-ARCHITECTURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+#: Names of the registered backbones (see `BACKBONES`).
+ARCHITECTURES = BACKBONES
 
-_BASE_KEYS = ("name", "architecture", "input_size", "latent_dim", "weights_hash", "version")
+#: How an encoder's weights were obtained, as recorded in its metadata.
+TRAINING_METHODS = ("untrained", "autoencoder", "contrastive", "supervised", "external",
+                    "unknown")
+
+_BASE_KEYS = ("name", "architecture", "input_size", "latent_dim", "weights_hash", "version",
+              "input_mode", "training")
 
 
 def _check_int(name, value, low):
@@ -28,24 +40,39 @@ def _check_int(name, value, low):
 
 class Encoder(nn.Module):
     """
-    ResNet encoder of galaxy images (Seo et al. 2023, section 3.1).
+    Encoder of galaxy images: image in, latent vector out.
 
-    A torchvision ResNet (ResNet-18 by default, built with random weights:
-    nothing is ever downloaded) with its classification layer removed, so
-    that the adaptive average pool of the last stage gives the latent
-    vector (512 features for ResNet-18). A linear projection follows when
-    ``latent_dim`` differs from that number.
+    By default the TSGICAS encoder (Seo et al. 2023, section 3.1): a
+    torchvision ResNet-18 with its classification layer removed, so that
+    the adaptive average pool of the last stage gives the 512-d latent
+    vector. Other backbones are chosen by ``architecture`` (see
+    `~galmorphsearch.model.backbones.BACKBONES`): deeper ResNets, the
+    trimmed ResNet-18, small vision transformer and their fusion of the
+    contrastive encoder of Wei et al. (2022), and a VGG-style network. A
+    linear projection follows when ``latent_dim`` differs from the
+    backbone's feature count. Every backbone is built with random weights:
+    nothing is ever downloaded (see `load_backbone_weights` to start from a
+    weight file of your own).
+
+    Every encoder takes colour images; ``input_mode`` decides what the
+    backbone sees (`~galmorphsearch.model.backbones.prepare_input`): the
+    colour image, its grey level, or either with a residual channel (the
+    image minus a smooth elliptical light-profile model).
 
     Parameters
     ----------
-    architecture : {'resnet18', 'resnet34', 'resnet50'}, optional
-        The torchvision backbone.
+    architecture : str, optional
+        A registered backbone: ``'resnet18'`` (default), ``'resnet34'``,
+        ``'resnet50'``, ``'resnet18-trimmed'``, ``'vit-small'``,
+        ``'hybrid'``, ``'vgg-small'``.
     input_size : int, optional
         Side in pixels of the square images the encoder is trained on (256
         in the paper; 64 and 128 for quick experiments). Inputs of other
         sizes are resized to it.
     latent_dim : int, optional
-        Size of the latent vector.
+        Size of the latent vector; default the backbone's number of
+        features (512 for ResNet-18 and the hybrid, 256 for the trimmed
+        ResNet-18, the small ViT and the VGG-style network).
     name : str, optional
         Name recorded in weight files and latent databases; defaults to
         ``f"{architecture}-{input_size}px"``.
@@ -54,6 +81,11 @@ class Encoder(nn.Module):
         as flat FITS keywords (`GalaxyCutout.header_keywords
         <galmorphsearch.preprocessing.GalaxyCutout.header_keywords>`);
         recorded in `metadata`.
+    input_mode : {'rgb', 'grey', 'rgb+residual', 'grey+residual'}, optional
+        What the backbone sees (see above).
+    training : str, optional
+        How the weights were obtained, one of `TRAINING_METHODS`
+        (``'untrained'`` for a new encoder; the training functions set it).
 
     Examples
     --------
@@ -67,29 +99,38 @@ class Encoder(nn.Module):
     (2, 512)
     """
 
-    def __init__(self, architecture="resnet18", input_size=256, latent_dim=512, name=None,
-                 preprocessing=None):
+    def __init__(self, architecture="resnet18", input_size=256, latent_dim=None, name=None,
+                 preprocessing=None, input_mode="rgb", training="untrained"):
         super().__init__()
-        import torchvision
-
-        if architecture not in ARCHITECTURES:
+        if architecture not in BACKBONES:
             msg = (f"unknown architecture {architecture!r}: choose among "
-                   f"{', '.join(ARCHITECTURES)}")
+                   f"{', '.join(sorted(BACKBONES))}")
+            raise ValueError(msg)
+        if input_mode not in INPUT_MODES:
+            msg = (f"unknown input_mode {input_mode!r}: choose among "
+                   f"{', '.join(INPUT_MODES)}")
+            raise ValueError(msg)
+        if training not in TRAINING_METHODS:
+            msg = (f"unknown training method {training!r}: choose among "
+                   f"{', '.join(TRAINING_METHODS)}")
             raise ValueError(msg)
         self.architecture = architecture
+        self.input_mode = input_mode
+        self.training_method = training
         self.input_size = _check_int("input_size", input_size, 32)
-        self.latent_dim = _check_int("latent_dim", latent_dim, 1)
         if name is None:
-            name = f"{architecture}-{self.input_size}px"
+            mode = "" if input_mode == "rgb" else f"-{input_mode.replace('+', '-')}"
+            name = f"{architecture}{mode}-{self.input_size}px"
         if not isinstance(name, str) or not name:
             msg = f"name must be a non-empty string, got {name!r}"
             raise ValueError(msg)
         self.name = name
         self.preprocessing = self._check_preprocessing(preprocessing)
-        backbone = getattr(torchvision.models, architecture)(weights=None)
-        features = backbone.fc.in_features
-        backbone.fc = nn.Identity()
-        self.backbone = backbone
+        self.backbone, features = build_backbone(architecture, self.in_channels,
+                                                 self.input_size)
+        self.n_features = features
+        self.latent_dim = (features if latent_dim is None
+                           else _check_int("latent_dim", latent_dim, 1))
         self.projection = (nn.Identity() if self.latent_dim == features
                            else nn.Linear(features, self.latent_dim))
 
@@ -117,9 +158,32 @@ class Encoder(nn.Module):
         return out
 
     def __repr__(self):
+        mode = "" if self.input_mode == "rgb" else f" input_mode={self.input_mode!r}"
         return (f"<{type(self).__name__} name={self.name!r} architecture={self.architecture!r} "
-                f"input_size={self.input_size} latent_dim={self.latent_dim} "
-                f"weights_hash={self.weights_hash!r}>")
+                f"input_size={self.input_size} latent_dim={self.latent_dim}{mode} "
+                f"training={self.training_method!r} weights_hash={self.weights_hash!r}>")
+
+    @property
+    def in_channels(self):
+        """Number of channels the backbone sees (3 for ``input_mode='rgb'``)."""
+        return INPUT_MODES[self.input_mode]
+
+    def prepare(self, x):
+        """
+        What the backbone sees: ``x`` resized and turned into ``input_mode``.
+
+        Parameters
+        ----------
+        x : `torch.Tensor`
+            (B, 3, H, W) float images in [0, 1].
+
+        Returns
+        -------
+        prepared : `torch.Tensor`
+            (B, `in_channels`, input_size, input_size) in [0, 1]; an
+            autoencoder reconstructs this.
+        """
+        return prepare_input(resize(x, self.input_size), self.input_mode)
 
     @property
     def weights_hash(self):
@@ -136,14 +200,16 @@ class Encoder(nn.Module):
         Flat provenance of the encoder: what it is, its weights, the preprocessing.
 
         Keys ``name``, ``architecture``, ``input_size``, ``latent_dim``,
-        ``weights_hash``, ``version`` (of galmorphsearch), then the
+        ``weights_hash``, ``version`` (of galmorphsearch), ``input_mode``,
+        ``training`` (how the weights were obtained), then the
         preprocessing keywords.
         """
         from .. import __version__
 
         meta = {"name": self.name, "architecture": self.architecture,
                 "input_size": self.input_size, "latent_dim": self.latent_dim,
-                "weights_hash": self.weights_hash, "version": __version__}
+                "weights_hash": self.weights_hash, "version": __version__,
+                "input_mode": self.input_mode, "training": self.training_method}
         meta.update(self.preprocessing)
         return meta
 
@@ -169,8 +235,7 @@ class Encoder(nn.Module):
         if not x.is_floating_point():
             msg = f"the encoder takes float tensors in [0, 1], got {x.dtype}"
             raise ValueError(msg)
-        x = resize(x, self.input_size)
-        return self.projection(self.backbone(x))
+        return self.projection(self.backbone(self.prepare(x)))
 
     def encode(self, images, *, batch_size=64, background=False, progress_bar=False,
                device=None):
@@ -307,7 +372,9 @@ class Encoder(nn.Module):
         try:
             encoder = cls(architecture=meta["architecture"], input_size=int(meta["input_size"]),
                           latent_dim=int(meta["latent_dim"]), name=str(meta["name"]),
-                          preprocessing={k: meta[k] for k in keys})
+                          preprocessing={k: meta[k] for k in keys},
+                          input_mode=str(meta.get("input_mode", "rgb")),
+                          training=str(meta.get("training", "unknown")))
         except KeyError as exc:
             msg = f"weight file {path!r} lacks the metadata entry {exc}"
             raise ValueError(msg) from None
@@ -392,6 +459,110 @@ class Encoder(nn.Module):
                 key = "backbone." + key
             state[key] = value
         encoder = cls(architecture=architecture, input_size=input_size, latent_dim=latent_dim,
-                      name=name, preprocessing=preprocessing)
+                      name=name, preprocessing=preprocessing, training="external")
         encoder._load_checked(state, path)
         return encoder.eval()
+
+    def load_backbone_weights(self, path):
+        """
+        Start the backbone from a weight file of your own (for example ImageNet).
+
+        The file is a PyTorch state dict (``.pt``, ``.pth``, ``.ckpt``: read
+        with ``torch.load(..., weights_only=True)``, so no code runs) or a
+        ``.safetensors`` file. Its tensors are matched to the backbone's by
+        name, after removing the prefixes that training wrappers add
+        (``module.``, ``model.``, ``encoder.``, ``autoencoder.encoder.``,
+        ``backbone.``); classification heads and decoders are left out. A
+        first convolution made for three colour channels is adapted to the
+        encoder's input mode (the colour kernels are averaged for grey
+        input and the average is repeated for residual channels). Tensors
+        the backbone does not have (such as the fourth stage of a ResNet for
+        the trimmed one) are reported as unused. Nothing is downloaded.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The weight file.
+
+        Returns
+        -------
+        report : dict
+            ``loaded``, ``adapted``, ``missing`` (backbone tensors left at
+            their random start) and ``unused`` (tensors of the file not
+            used): lists of tensor names.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        ValueError
+            If it cannot be read safely or no tensor fits the backbone.
+        """
+        tensors = _read_state_dict(path)
+        own = self.backbone.state_dict()
+        prefixes = ("module.", "model.", "autoencoder.", "encoder.", "backbone.", "net.")
+        renamed = {}
+        for key, value in tensors.items():
+            name = key
+            changed = True
+            while changed:
+                changed = False
+                for prefix in prefixes:
+                    if name.startswith(prefix):
+                        name = name[len(prefix):]
+                        changed = True
+            renamed[name] = (key, value)
+        report = {"loaded": [], "adapted": [], "missing": [], "unused": []}
+        new_state = {}
+        used = set()
+        for name, target in own.items():
+            if name not in renamed:
+                report["missing"].append(name)
+                continue
+            key, value = renamed[name]
+            if value.shape == target.shape:
+                new_state[name] = value.to(target.dtype)
+                report["loaded"].append(name)
+            elif (value.ndim == 4 and target.ndim == 4 and value.shape[1] == 3
+                  and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]):
+                mean = value.mean(dim=1, keepdim=True)
+                adapted = torch.cat([value, mean], dim=1) if target.shape[1] == 4 else \
+                    mean.repeat(1, target.shape[1], 1, 1)
+                new_state[name] = adapted[:, :target.shape[1]].to(target.dtype)
+                report["adapted"].append(name)
+            else:
+                report["missing"].append(name)
+                continue
+            used.add(key)
+        report["unused"] = [k for k in tensors if k not in used]
+        if not new_state:
+            msg = (f"no tensor of {os.fspath(path)!r} fits the {self.architecture} backbone "
+                   f"(first names in the file: {', '.join(list(tensors)[:3])})")
+            raise ValueError(msg)
+        self.backbone.load_state_dict(new_state, strict=False)
+        self.training_method = "external"
+        return report
+
+
+def _read_state_dict(path):
+    """A flat name -> tensor mapping from a weight file, never executing code."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        msg = f"weight file {path!r} does not exist"
+        raise FileNotFoundError(msg)
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            obj = load_file(path)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure means: not a safe plain weight file
+        msg = f"cannot read {path!r} as a plain weight file (weights_only): {exc}"
+        raise ValueError(msg) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        msg = f"{path!r} does not hold a state dict (a mapping of names to tensors)"
+        raise ValueError(msg)
+    return obj

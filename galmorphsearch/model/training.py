@@ -34,75 +34,25 @@ __all__ = ["AutoencoderModule", "train_autoencoder", "class_balanced_weights",
 HISTORY_FILENAME = "loss_history.ecsv"
 
 
-class AutoencoderModule(lightning.LightningModule):
-    """
-    LightningModule that trains an `Autoencoder` to reconstruct its input.
+class _MeanLossModule(lightning.LightningModule):
+    """Epoch-mean losses over all devices, for the loss history (private base)."""
 
-    Mean squared error between the (augmented) input and its
-    reconstruction, minimised with Adam, as in Seo et al. (2023). The
-    hyper-parameters are saved in checkpoints, so
-    ``AutoencoderModule.load_from_checkpoint(path)`` rebuilds the model.
-
-    Parameters
-    ----------
-    architecture, input_size, latent_dim, name, preprocessing
-        Passed to `Encoder`.
-    decoder_channels, fc_channels
-        ``channels`` and ``fc_channels`` of the `Decoder`.
-    learning_rate : float, optional
-        Adam learning rate (1e-4 in the paper).
-
-    Attributes
-    ----------
-    autoencoder : `Autoencoder`
-        The model being trained.
-    """
-
-    def __init__(self, architecture="resnet18", input_size=256, latent_dim=512,
-                 decoder_channels=None, fc_channels=512, name=None, preprocessing=None,
-                 learning_rate=1e-4):
-        super().__init__()
-        if decoder_channels is not None:
-            decoder_channels = [int(c) for c in decoder_channels]
-        self.save_hyperparameters(
-            {"architecture": architecture, "input_size": input_size, "latent_dim": latent_dim,
-             "decoder_channels": decoder_channels, "fc_channels": fc_channels, "name": name,
-             "preprocessing": preprocessing, "learning_rate": learning_rate})
-        if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-            msg = f"learning_rate must be a positive number, got {learning_rate!r}"
-            raise ValueError(msg)
-        encoder = Encoder(architecture=architecture, input_size=input_size,
-                          latent_dim=latent_dim, name=name, preprocessing=preprocessing)
-        decoder = Decoder(input_size=input_size, latent_dim=latent_dim,
-                          channels=decoder_channels, fc_channels=fc_channels)
-        self.autoencoder = Autoencoder(encoder, decoder)
-        self.learning_rate = float(learning_rate)
-        self._sums = {}
-
-    def forward(self, x):
-        """Reconstruction of a (B, 3, H, W) batch in [0, 1]."""
-        return self.autoencoder(x)
-
-    def _step(self, batch, stage):
-        x = resize(batch, self.autoencoder.input_size)
-        loss = F.mse_loss(self.autoencoder(x), x)
-        n = x.shape[0]
+    def _record_loss(self, stage, loss, n):
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=n,
                  prog_bar=stage != "test", sync_dist=True)
         total, count = self._sums.get(stage, (0.0, 0))
         self._sums[stage] = (total + loss.detach() * n, count + n)
-        return loss
 
     def training_step(self, batch, batch_idx):
-        """Reconstruction loss of a training batch (logged as ``train_loss``)."""
+        """Loss of a training batch (logged as ``train_loss``)."""
         return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):
-        """Reconstruction loss of a validation batch (logged as ``val_loss``)."""
+        """Loss of a validation batch (logged as ``val_loss``)."""
         return self._step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        """Reconstruction loss of a test batch (logged as ``test_loss``)."""
+        """Loss of a test batch (logged as ``test_loss``)."""
         return self._step(batch, "test")
 
     def on_train_epoch_start(self):
@@ -123,6 +73,74 @@ class AutoencoderModule(lightning.LightningModule):
         if self.trainer.world_size > 1:
             stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
         return float(stats[0] / stats[1]) if float(stats[1]) > 0 else math.nan
+
+
+class AutoencoderModule(_MeanLossModule):
+    """
+    LightningModule that trains an `Autoencoder` to reconstruct its input.
+
+    Mean squared error between the (augmented) input and its
+    reconstruction, minimised with Adam, as in Seo et al. (2023). The
+    hyper-parameters are saved in checkpoints, so
+    ``AutoencoderModule.load_from_checkpoint(path)`` rebuilds the model.
+
+    Parameters
+    ----------
+    architecture, input_size, latent_dim, name, preprocessing, input_mode
+        Passed to `Encoder`. With an ``input_mode`` other than ``'rgb'``
+        the autoencoder reconstructs what the encoder sees (the grey level,
+        the residual channel...).
+    decoder_channels, fc_channels
+        ``channels`` and ``fc_channels`` of the `Decoder`.
+    learning_rate : float, optional
+        Adam learning rate (1e-4 in the paper).
+    init_weights : str or path-like, optional
+        A weight file to start the encoder's backbone from
+        (`Encoder.load_backbone_weights`).
+
+    Attributes
+    ----------
+    autoencoder : `Autoencoder`
+        The model being trained.
+    """
+
+    def __init__(self, architecture="resnet18", input_size=256, latent_dim=512,
+                 decoder_channels=None, fc_channels=512, name=None, preprocessing=None,
+                 learning_rate=1e-4, input_mode="rgb", init_weights=None):
+        super().__init__()
+        if decoder_channels is not None:
+            decoder_channels = [int(c) for c in decoder_channels]
+        self.save_hyperparameters(
+            {"architecture": architecture, "input_size": input_size, "latent_dim": latent_dim,
+             "decoder_channels": decoder_channels, "fc_channels": fc_channels, "name": name,
+             "preprocessing": preprocessing, "learning_rate": learning_rate,
+             "input_mode": input_mode, "init_weights": None if init_weights is None
+             else os.fspath(init_weights)})
+        if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+            msg = f"learning_rate must be a positive number, got {learning_rate!r}"
+            raise ValueError(msg)
+        encoder = Encoder(architecture=architecture, input_size=input_size,
+                          latent_dim=latent_dim, name=name, preprocessing=preprocessing,
+                          input_mode=input_mode)
+        if init_weights is not None:
+            encoder.load_backbone_weights(init_weights)
+        encoder.training_method = "autoencoder"
+        decoder = Decoder(input_size=input_size, latent_dim=latent_dim,
+                          channels=decoder_channels, fc_channels=fc_channels,
+                          out_channels=encoder.in_channels)
+        self.autoencoder = Autoencoder(encoder, decoder)
+        self.learning_rate = float(learning_rate)
+        self._sums = {}
+
+    def forward(self, x):
+        """Reconstruction of a (B, 3, H, W) batch in [0, 1]."""
+        return self.autoencoder(x)
+
+    def _step(self, batch, stage):
+        x = resize(batch, self.autoencoder.input_size)
+        loss = F.mse_loss(self.autoencoder(x), self.autoencoder.target(x))
+        self._record_loss(stage, loss, x.shape[0])
+        return loss
 
     def configure_optimizers(self):
         """Adam with ``learning_rate``."""
@@ -314,7 +332,8 @@ def train_autoencoder(images, labels=None, *, input_size=64, architecture="resne
                       learning_rate=1e-4, val_fraction=0.2, test_fraction=0.2, augment=True,
                       seed=0, checkpoint_dir=None, resume=None, accelerator="auto",
                       devices="auto", strategy="auto", precision="32-true", num_workers=0,
-                      progress_bar=False, callbacks=None, logger=False):
+                      progress_bar=False, callbacks=None, logger=False, input_mode="rgb",
+                      init_weights=None):
     """
     Train the TSGICAS convolutional autoencoder on galaxy images.
 
@@ -345,9 +364,13 @@ def train_autoencoder(images, labels=None, *, input_size=64, architecture="resne
     input_size : int, optional
         Side of the images the model works on (256 in the paper; the small
         default keeps CPU runs short).
-    architecture, latent_dim, name, preprocessing
+    architecture, latent_dim, name, preprocessing, input_mode
         Passed to `Encoder`. ``preprocessing`` defaults to the header
-        keywords of the first cutout when ``images`` are cutouts.
+        keywords of the first cutout when ``images`` are cutouts. With
+        ``input_mode='grey'`` this is the colour-free autoencoder of the
+        paper's colour-bias experiment; with a ``+residual`` mode the
+        encoder also sees, and the decoder reconstructs, the residual from
+        a smooth light-profile model.
     decoder_channels, fc_channels
         Passed to `Decoder` (``channels``, ``fc_channels``).
     max_epochs : int, optional
@@ -384,6 +407,9 @@ def train_autoencoder(images, labels=None, *, input_size=64, architecture="resne
     logger : bool or Lightning logger, optional
         Passed to `lightning.Trainer` (no logging by default; the loss
         history is returned and written regardless).
+    init_weights : str or path-like, optional
+        A weight file to start the encoder's backbone from (for example
+        ImageNet weights you downloaded; `Encoder.load_backbone_weights`).
 
     Returns
     -------
@@ -430,21 +456,65 @@ def train_autoencoder(images, labels=None, *, input_size=64, architecture="resne
         raise ValueError(msg)
     train_idx, val_idx, test_idx = split_indices(n, val_fraction, test_fraction, seed)
 
-    generator = torch.Generator().manual_seed(seed)
-    train_set = _ImageDataset(data, train_idx, augment)
+    def make_module():
+        return AutoencoderModule(architecture=architecture, input_size=input_size,
+                                 latent_dim=latent_dim, decoder_channels=decoder_channels,
+                                 fc_channels=fc_channels, name=name,
+                                 preprocessing=preprocessing, learning_rate=learning_rate,
+                                 input_mode=input_mode, init_weights=init_weights)
+
     weights = None if labels is None else class_balanced_weights(labels[train_idx])
-    sampler = _EpochSampler(len(train_idx), seed, weights)
+    module, table, test_loss, trainer = _fit(
+        make_module, _ImageDataset(data, train_idx, augment),
+        _ImageDataset(data, val_idx, False), _ImageDataset(data, test_idx, False),
+        weights=weights, batch_size=batch_size, seed=seed, max_epochs=max_epochs,
+        max_steps=max_steps, checkpoint_dir=checkpoint_dir, resume=resume,
+        accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
+        num_workers=num_workers, progress_bar=progress_bar, callbacks=callbacks, logger=logger)
+
+    table.meta.update({
+        "TESTLOSS": test_loss, "INSIZE": input_size, "ENCARCH": architecture,
+        "INMODE": input_mode,
+        "LATDIM": latent_dim, "NTRAIN": len(train_idx), "NVAL": len(val_idx),
+        "NTEST": len(test_idx), "BATCH": batch_size, "LR": float(learning_rate),
+        "SEED": seed, "BALANCED": labels is not None, "AUGMENT": bool(augment),
+    })
+    _write_history(table, checkpoint_dir, trainer)
+    autoencoder = module.autoencoder.to("cpu").eval()
+    return autoencoder, table
+
+
+def _write_history(table, checkpoint_dir, trainer):
+    if checkpoint_dir is not None and trainer.is_global_zero:
+        table.write(Path(checkpoint_dir) / HISTORY_FILENAME, format="ascii.ecsv",
+                    overwrite=True)
+
+
+def _fit(make_module, train_set, val_set, test_set, *, weights, batch_size, seed, max_epochs,
+         max_steps, checkpoint_dir, resume, accelerator, devices, strategy, precision,
+         num_workers, progress_bar, callbacks, logger, collate_fn=None):
+    """
+    Train a `_MeanLossModule` with Lightning: loaders, checkpoints, resuming.
+
+    Shared by every training function. ``make_module`` is called once,
+    under ``seed`` with torch's global random state forked, so the caller's
+    state is untouched. Returns ``(module, history_table, test_loss,
+    trainer)``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n_train = len(train_set)
+    sampler = _EpochSampler(n_train, seed, weights)
     # A last batch of a single image would break batch normalisation.
-    drop_last = len(train_idx) > batch_size and len(train_idx) % batch_size == 1
+    drop_last = n_train > batch_size and n_train % batch_size == 1
     loader_kw = {"batch_size": batch_size, "num_workers": num_workers,
-                 "persistent_workers": num_workers > 0}
+                 "persistent_workers": num_workers > 0, "collate_fn": collate_fn}
     train_loader = torch.utils.data.DataLoader(train_set, sampler=sampler,
                                                generator=generator, drop_last=drop_last,
                                                **loader_kw)
-    val_loader = (torch.utils.data.DataLoader(_ImageDataset(data, val_idx, False), **loader_kw)
-                  if len(val_idx) else None)
-    test_loader = (torch.utils.data.DataLoader(_ImageDataset(data, test_idx, False),
-                                               **loader_kw) if len(test_idx) else None)
+    val_loader = (torch.utils.data.DataLoader(val_set, **loader_kw)
+                  if val_set is not None and len(val_set) else None)
+    test_loader = (torch.utils.data.DataLoader(test_set, **loader_kw)
+                   if test_set is not None and len(test_set) else None)
 
     history = _LossHistory()
     all_callbacks = [history, *(callbacks or [])]
@@ -469,10 +539,7 @@ def train_autoencoder(images, labels=None, *, input_size=64, architecture="resne
 
     with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as scratch:
         torch.manual_seed(seed)
-        module = AutoencoderModule(architecture=architecture, input_size=input_size,
-                                   latent_dim=latent_dim, decoder_channels=decoder_channels,
-                                   fc_channels=fc_channels, name=name,
-                                   preprocessing=preprocessing, learning_rate=learning_rate)
+        module = make_module()
         trainer = lightning.Trainer(
             accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
             max_epochs=max_epochs, max_steps=-1 if max_steps is None else max_steps,
@@ -511,14 +578,4 @@ def train_autoencoder(images, labels=None, *, input_size=64, architecture="resne
                 result = trainer.test(module, dataloaders=test_loader, verbose=False)
                 test_loss = float(result[0]["test_loss"]) if result else math.nan
 
-    table = history.table()
-    table.meta.update({
-        "TESTLOSS": test_loss, "INSIZE": input_size, "ENCARCH": architecture,
-        "LATDIM": latent_dim, "NTRAIN": len(train_idx), "NVAL": len(val_idx),
-        "NTEST": len(test_idx), "BATCH": batch_size, "LR": float(learning_rate),
-        "SEED": seed, "BALANCED": labels is not None, "AUGMENT": bool(augment),
-    })
-    if checkpoint_dir is not None and trainer.is_global_zero:
-        table.write(checkpoint_dir / HISTORY_FILENAME, format="ascii.ecsv", overwrite=True)
-    autoencoder = module.autoencoder.to("cpu").eval()
-    return autoencoder, table
+    return module, history.table(), test_loss, trainer
