@@ -32,8 +32,10 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert status == 0
     for name in ("encoder.safetensors", "loss_history.ecsv", "database.fits",
                  "search_results.ecsv", "classification.ecsv", "retrieval_gallery.png",
-                 "hcg88_cutouts.png"):
+                 "hcg88_cutouts.png", "report.html"):
         assert (out / name).stat().st_size > 0, name
+    page = (out / "report.html").read_text()
+    assert "NGC 6977" in page and page.count("data:image/png;base64,") > 15
     database = LatentDatabase.read(out / "database.fits")
     assert len(database) == 12 * 2  # 3 per type, 1 held out
     classification = Table.read(out / "classification.ecsv")

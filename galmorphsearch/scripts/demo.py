@@ -29,6 +29,7 @@ def demo_outputs(output):
         "classification": out / "classification.ecsv",
         "gallery": out / "retrieval_gallery.png",
         "hcg88": out / "hcg88_cutouts.png",
+        "report": out / "report.html",
     }
 
 
@@ -139,6 +140,7 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
              f"(training), {last['val_loss']:.4f} (validation)", start)
     else:
         model = Encoder.load(encoder)
+        history = None
         _log(f"loaded the encoder {model.name} from {encoder}", start)
 
     # 3. The latent database, written as FITS.
@@ -186,11 +188,41 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
     _gallery(outputs["gallery"], targets, target_ids, results, db_images, k, overwrite,
              n_rows=len(hcg_cutouts) + min(6, len(query_rows)))
     _hcg_figure(outputs["hcg88"], hcg_cutouts, members, classification, overwrite)
+    _report(outputs["report"], results, targets, target_ids, true_types, db_images,
+            classification, database, history, k, overwrite)
     columns = ["target", "predicted_morphology", "H_similarity", "no_similar",
                "matched_objid", "true_morphology"]
     Table(classification)[columns].pprint(max_lines=-1, max_width=120)
     _log(f"wrote {', '.join(p.name for p in outputs.values())} to {output}/", start)
     return classification
+
+
+def _report(path, results, targets, target_ids, true_types, db_images, classification,
+            database, history, k, overwrite):
+    """The browsable HTML page of targets, matches and figures."""
+    import matplotlib.pyplot as plt
+
+    from galmorphsearch.evaluation import h_similarity_statistics
+    from galmorphsearch.visualization import (
+        plot_h_similarity_by_type,
+        plot_loss_history,
+        write_report,
+    )
+
+    figures = {"H-similarity of the database galaxies, per type":
+               plot_h_similarity_by_type(h_similarity_statistics(database))}
+    if history is not None:
+        figures["Training and validation loss of the autoencoder"] = plot_loss_history(history)
+    try:
+        write_report(path, results, targets, database_images=db_images,
+                     classification=classification, target_ids=target_ids,
+                     true_types=true_types,
+                     figures=figures, k=k, overwrite=overwrite,
+                     title="galmorphsearch demo: HCG 88 spirals and held-out synthetic "
+                           "galaxies")
+    finally:
+        for fig in figures.values():
+            plt.close(fig)
 
 
 class _quiet_lightning:
