@@ -18,9 +18,12 @@ from .decoder import *  # noqa: F403
 from .decoder import __all__ as _decoder_all
 from .encoder import *  # noqa: F403
 from .encoder import __all__ as _encoder_all
+from .supervised import *  # noqa: F403
+from .supervised import __all__ as _supervised_all
 from .training import *  # noqa: F403
 from .training import __all__ as _training_all
 from .weights import *  # noqa: F403
 from .weights import __all__ as _weights_all
 
-__all__ = [*_encoder_all, *_decoder_all, *_autoencoder_all, *_training_all, *_weights_all]
+__all__ = [*_encoder_all, *_decoder_all, *_autoencoder_all, *_training_all, *_weights_all,
+           *_supervised_all]
