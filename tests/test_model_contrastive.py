@@ -265,6 +265,10 @@ def test_checkpoint_and_resume(images, tmp_path):
     report = fresh.load_backbone_weights(ckpt / "last.ckpt")
     assert not report["missing"] and any(k.startswith("head.") for k in report["unused"])
     assert fresh.weights_hash == resumed.weights_hash
+    # ... or as an encoder of its own (the projection head is left out)
+    direct = Encoder.from_state_dict_file(ckpt / "last.ckpt", architecture="resnet18-trimmed",
+                                          input_size=32)
+    assert direct.weights_hash == resumed.weights_hash
 
     # training on for longer stretches the rest of the cosine schedule over the new plan
     state = torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=True)

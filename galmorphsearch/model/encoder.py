@@ -404,13 +404,14 @@ class Encoder(nn.Module):
 
     @classmethod
     def from_state_dict_file(cls, path, *, architecture="resnet18", input_size=256,
-                             latent_dim=512, name=None, preprocessing=None):
+                             latent_dim=None, name=None, preprocessing=None):
         """
         Build an encoder from a PyTorch state-dict file, loaded with ``weights_only=True``.
 
         Accepts a torchvision ResNet state dict (its ``fc`` layer is dropped),
-        an `Encoder` state dict, or a checkpoint written by `train_autoencoder`
-        (the encoder part of its ``state_dict`` is used). ``torch.load`` with
+        an `Encoder` state dict, or a checkpoint written by `train_autoencoder`,
+        `train_contrastive` or `train_classifier` (the encoder part of its
+        ``state_dict`` is used; decoders and heads are left out). ``torch.load`` with
         ``weights_only=True`` refuses anything but tensors and plain
         containers, so no code is executed.
 
@@ -447,12 +448,18 @@ class Encoder(nn.Module):
             msg = f"{path!r} does not hold a state dict (a mapping of names to tensors)"
             raise ValueError(msg)
         state = {}
+        # A training checkpoint (autoencoder, contrastive, classifier) keeps the
+        # encoder under an ``encoder.`` prefix: only those tensors are read, and
+        # decoders and projection or classification heads are left out.
+        wrapped = any(re.match(r"(?:.*\.)?encoder\.", key) for key in obj)
         for key, value in obj.items():
             match = re.match(r"(?:.*\.)?(encoder|decoder)\.(.*)", key)
             if match:  # an Autoencoder or training-checkpoint state dict
                 if match.group(1) == "decoder":
                     continue
                 key = match.group(2)
+            elif wrapped:
+                continue
             if key.startswith("fc."):
                 continue
             if not key.startswith(("backbone.", "projection.")):
