@@ -119,6 +119,35 @@ def test_preprocess_train_build_search_classify_info(reference_set, tmp_path, ca
     np.testing.assert_allclose(sum(votes[c] for c in vote_columns), 1.0)
 
 
+@pytest.mark.parametrize(("method", "extra", "architecture", "training"), [
+    ("contrastive", ["--architecture", "vit-small", "--batch-size", "4", "--val-fraction",
+                     "0.25"], "vit-small",
+     "contrastive"),
+    ("supervised", ["--labels", "morphology", "--input-mode", "grey"], "vgg-small",
+     "supervised"),
+])
+def test_train_other_methods_then_build_a_database(reference_set, tmp_path, capsys, method,
+                                                   extra, architecture, training):
+    encoder = tmp_path / "encoder.safetensors"
+    assert main(["train", str(reference_set), "-o", str(encoder), "--method", method,
+                 "--input-size", "32", "--max-steps", "1", *extra]) == 0
+    assert f"{method} encoder" in capsys.readouterr().out
+    model = Encoder.load(encoder)
+    assert (model.architecture, model.training_method) == (architecture, training)
+    database = tmp_path / "db.fits"
+    assert main(["build-db", str(reference_set), "--encoder", str(encoder), "-o",
+                 str(database), "--scheme", "gz2"]) == 0
+    db = LatentDatabase.read(database)
+    assert db.meta["ENCTRAIN"] == training and db.meta["ENCARCH"] == architecture
+    assert db.latents.shape == (12, model.latent_dim)
+
+
+def test_train_supervised_needs_labels(reference_set, tmp_path, capsys):
+    assert main(["train", str(reference_set), "-o", str(tmp_path / "e.safetensors"),
+                 "--method", "supervised"]) == 1
+    assert "needs --labels" in capsys.readouterr().err
+
+
 def test_search_with_another_encoder_is_refused(reference_set, tmp_path, capsys):
     first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     for path, seed in ((first, "0"), (second, "1")):

@@ -8,6 +8,7 @@ Training the TSGICAS autoencoder with PyTorch Lightning.
 their own loggers and callbacks).
 """
 
+import logging
 import math
 import os
 import tempfile
@@ -579,3 +580,20 @@ def _fit(make_module, train_set, val_set, test_set, *, weights, batch_size, seed
                 test_loss = float(result[0]["test_loss"]) if result else math.nan
 
     return module, history.table(), test_loss, trainer
+
+
+class _quiet_lightning:
+    """Keep Lightning's information lines (accelerator, tips) off the console."""
+
+    _names = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+    def __enter__(self):
+        self._levels = [logging.getLogger(n).level for n in self._names]
+        for name in self._names:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        return self
+
+    def __exit__(self, *exc):
+        for name, level in zip(self._names, self._levels, strict=True):
+            logging.getLogger(name).setLevel(level)
+        return False

@@ -8,7 +8,6 @@ Group 88, cut from the real SDSS field, and held-out synthetic galaxies are
 searched and classified. Everything is written to one output folder.
 """
 
-import logging
 import time
 import warnings
 from pathlib import Path
@@ -125,6 +124,8 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
 
     # 2. The encoder: trained here on the database galaxies, or loaded.
     if encoder is None:
+        from galmorphsearch.model.training import _quiet_lightning
+
         with _quiet_lightning():
             autoencoder, history = train_autoencoder(
                 [cutouts[i] for i in db_rows], labels=list(truth["morphology"][db_rows]),
@@ -223,23 +224,6 @@ def _report(path, results, targets, target_ids, true_types, db_images, classific
     finally:
         for fig in figures.values():
             plt.close(fig)
-
-
-class _quiet_lightning:
-    """Keep Lightning's information lines (accelerator, tips) off the console."""
-
-    _names = ("lightning", "lightning.pytorch", "lightning.fabric")
-
-    def __enter__(self):
-        self._levels = [logging.getLogger(n).level for n in self._names]
-        for name in self._names:
-            logging.getLogger(name).setLevel(logging.WARNING)
-        return self
-
-    def __exit__(self, *exc):
-        for name, level in zip(self._names, self._levels, strict=True):
-            logging.getLogger(name).setLevel(level)
-        return False
 
 
 def _gallery(path, targets, target_ids, results, db_images, k, overwrite, n_rows):

@@ -95,18 +95,38 @@ def _build_parser():
     _common(pre)
 
     train = sub.add_parser(
-        "train", help="train the autoencoder on a cutout set",
-        description="Train the convolutional autoencoder (ResNet-18 encoder, mirrored "
-        "decoder; MSE, Adam) on the images of a cutout set and save the encoder "
-        "(safetensors, with its metadata and weights hash).")
+        "train", help="train an encoder on a cutout set",
+        description="Train an encoder on the images of a cutout set and save it "
+        "(safetensors, with its metadata and weights hash): the TSGICAS convolutional "
+        "autoencoder (default; ResNet-18 encoder, mirrored decoder, MSE, Adam), a "
+        "contrastive SimCLR encoder (Wei et al. 2022) or a supervised classifier whose "
+        "penultimate layer is the latent space (needs --labels).")
     train.add_argument("cutouts", help="cutout set (.fits) from `galmorphsearch preprocess`")
     train.add_argument("--output", "-o", required=True, help="encoder file (.safetensors)")
-    train.add_argument("--labels", help="table column for class-balanced sampling")
-    train.add_argument("--input-size", type=int, default=64, help="encoder input size")
+    train.add_argument("--method", choices=["autoencoder", "contrastive", "supervised"],
+                       default="autoencoder", help="how to train (default: %(default)s)")
+    train.add_argument("--architecture",
+                       help="backbone (default: resnet18, hybrid for contrastive, vgg-small "
+                       "for supervised)")
+    train.add_argument("--input-mode", default="rgb",
+                       choices=["rgb", "grey", "rgb+residual", "grey+residual"],
+                       help="what the encoder sees (default: %(default)s)")
+    train.add_argument("--init-weights", metavar="FILE",
+                       help="start the backbone from this weight file (.pt/.pth/.safetensors)")
+    train.add_argument("--labels", help="table column: class-balanced sampling, and the "
+                       "classes of --method supervised")
+    train.add_argument("--input-size", type=int,
+                       help="encoder input size (default: 64, 84 for contrastive)")
+    train.add_argument("--val-fraction", type=float,
+                       help="share of the images held out for validation (default: 0.2, "
+                       "0.1 for contrastive)")
     train.add_argument("--epochs", type=int, default=100, help="training epochs")
     train.add_argument("--max-steps", type=int, help="stop after this many steps")
-    train.add_argument("--batch-size", type=int, default=42, help="images per batch")
-    train.add_argument("--learning-rate", type=float, default=1e-4, help="Adam learning rate")
+    train.add_argument("--batch-size", type=int, help="images per batch (default: 42, 64 "
+                       "for contrastive)")
+    train.add_argument("--learning-rate", type=float,
+                       help="learning rate (default: 1e-4 autoencoder, 1e-3 supervised, "
+                       "0.3 x batch / 256 contrastive)")
     train.add_argument("--checkpoint-dir", help="write checkpoints and the loss history here")
     train.add_argument("--resume", help="'last' or a checkpoint file to resume from")
     train.add_argument("--seed", type=int, default=0, help="seed of the split and training")
@@ -383,12 +403,18 @@ def _run_preprocess(args):
 
 
 def _run_train(args):
-    from galmorphsearch.model import train_autoencoder
+    from galmorphsearch.model import train_autoencoder, train_classifier, train_contrastive
+    from galmorphsearch.model.training import _quiet_lightning
     from galmorphsearch.preprocessing import CutoutSet
-    from galmorphsearch.scripts.demo import _quiet_lightning
     from galmorphsearch.utils import atomic_path
 
     _check_outputs([args.output], args.overwrite)
+    if args.method == "supervised" and not args.labels:
+        msg = "--method supervised needs --labels (the table column of the classes)"
+        raise ValueError(msg)
+    if args.init_weights and not Path(args.init_weights).is_file():
+        msg = f"--init-weights {args.init_weights} does not exist"
+        raise FileNotFoundError(msg)
     cutout_set = CutoutSet.read(args.cutouts)
     labels = None
     if args.labels:
@@ -396,22 +422,34 @@ def _run_train(args):
             msg = f"{args.cutouts} has no column {args.labels!r} for --labels"
             raise ValueError(msg)
         labels = [str(v) for v in cutout_set.table[args.labels]]
+    common = {"max_epochs": args.epochs, "max_steps": args.max_steps, "seed": args.seed,
+              "checkpoint_dir": args.checkpoint_dir, "resume": args.resume,
+              "preprocessing": cutout_set.header_keywords(), "progress_bar": args.progress,
+              "input_mode": args.input_mode, "init_weights": args.init_weights}
+    for option, key in ((args.architecture, "architecture"), (args.input_size, "input_size"),
+                        (args.batch_size, "batch_size"),
+                        (args.learning_rate, "learning_rate"),
+                        (args.val_fraction, "val_fraction")):
+        if option is not None:
+            common[key] = option
     with _quiet_lightning():
-        autoencoder, history = train_autoencoder(
-            cutout_set.images, labels, input_size=args.input_size, max_epochs=args.epochs,
-            max_steps=args.max_steps, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, seed=args.seed,
-            checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-            preprocessing=cutout_set.header_keywords(), progress_bar=args.progress)
-    autoencoder.encoder.save(args.output, overwrite=args.overwrite)
+        if args.method == "contrastive":
+            encoder, history = train_contrastive(cutout_set.images, **common)
+        elif args.method == "supervised":
+            encoder, history = train_classifier(cutout_set.images, labels, **common)
+        else:
+            common.setdefault("input_size", 64)
+            autoencoder, history = train_autoencoder(cutout_set.images, labels, **common)
+            encoder = autoencoder.encoder
+    encoder.save(args.output, overwrite=args.overwrite)
     if not args.checkpoint_dir:
         history_path = Path(args.output).with_suffix(".loss.ecsv")
         with atomic_path(history_path, overwrite=True) as tmp:
             history.write(tmp, format="ascii.ecsv")
     last = history[-1]
     print(f"trained {len(history)} epoch(s): loss {last['train_loss']:.5f} (training), "
-          f"{last['val_loss']:.5f} (validation); encoder written to {args.output} "
-          f"(weights hash {autoencoder.encoder.weights_hash})")
+          f"{last['val_loss']:.5f} (validation); {args.method} encoder {encoder.name} "
+          f"written to {args.output} (weights hash {encoder.weights_hash})")
     return 0
 
 
