@@ -27,6 +27,8 @@ import importlib.util
 import numpy as np
 from astropy.table import Table
 
+from ..search.similarity import _check_k
+
 __all__ = [
     "AUTO_THRESHOLD_FACTOR",
     "cluster_scores",
@@ -71,19 +73,6 @@ def _as_labels(labels, n, name, latents_name):
         msg = f"{name} has {len(lab)} entries but {latents_name} has {n} rows."
         raise ValueError(msg)
     return lab
-
-
-def _check_k(k, n_available, what):
-    if isinstance(k, bool) or not isinstance(k, int | np.integer):
-        msg = f"k must be an integer; got {k!r}."
-        raise TypeError(msg)
-    if k < 1:
-        msg = f"k must be at least 1; got {k}."
-        raise ValueError(msg)
-    if k > n_available:
-        msg = f"k = {k} is larger than the {n_available} {what}."
-        raise ValueError(msg)
-    return int(k)
 
 
 def _neighbour_indices(queries, database, k, metric, leave_one_out):

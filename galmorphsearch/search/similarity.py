@@ -163,7 +163,8 @@ def _check_exclude(exclude, n_queries, n_database):
     return exc
 
 
-def _check_k(k, n_available):
+def _check_k(k, n_available, what="database row(s) that can be returned"):
+    """``k`` as an int in ``[1, n_available]``, or a clear error naming ``what``."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
         msg = f"k must be an integer; got {k!r}."
         raise TypeError(msg)
@@ -171,7 +172,7 @@ def _check_k(k, n_available):
         msg = f"k must be at least 1; got {k}."
         raise ValueError(msg)
     if k > n_available:
-        msg = f"k={k} is larger than the {n_available} database row(s) that can be returned."
+        msg = f"k={k} is larger than the {n_available} {what}."
         raise ValueError(msg)
     return int(k)
 
