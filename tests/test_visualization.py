@@ -473,3 +473,31 @@ def test_knn_accuracy_plot():
     with pytest.raises(ValueError, match="lacks the column.*'accuracy'"):
         plot_knn_accuracy(table["k", "balanced_accuracy"])
 
+
+
+@pytest.mark.parametrize(("mode", "channels"), [("grey", 1), ("rgb+residual", 4)])
+def test_reconstructions_of_other_input_modes(mode, channels):
+    """The rows compare what the autoencoder reconstructs: grey level, or colour + residual."""
+    import torch
+
+    from galmorphsearch.model import Autoencoder, Decoder, Encoder
+
+    torch.manual_seed(0)
+    model = Autoencoder(Encoder(input_size=32, latent_dim=8, input_mode=mode),
+                        Decoder(input_size=32, latent_dim=8, channels=(8,), fc_channels=8,
+                                out_channels=channels))
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    fig = plot_reconstructions(model, images, n=2)
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+    model.eval()  # as plot_reconstructions runs it
+    with torch.no_grad():
+        target = model.target(x).permute(0, 2, 3, 1).numpy()
+        recon = model(x).permute(0, 2, 3, 1).numpy()
+    panels = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    shown_input = np.asarray(panels[0])
+    if channels == 1:
+        np.testing.assert_allclose(shown_input, target[0, ..., 0], atol=1e-6)
+    else:
+        np.testing.assert_allclose(shown_input, target[0, ..., :3], atol=1e-6)
+    residual = np.asarray(panels[2 * 2])  # third row, first panel
+    np.testing.assert_allclose(residual, (target[0] - recon[0]).mean(axis=-1), atol=1e-5)

@@ -421,14 +421,23 @@ def _first_images(images, n):
     return images
 
 
+def _display(image):
+    """An (H, W, C) image in [0, 1] as ``imshow`` arguments: colour or grey."""
+    if image.shape[-1] >= 3:  # colour, or colour + residual: show the colour
+        return (np.clip(image[..., :3], 0, 1),)
+    return np.clip(image[..., 0], 0, 1), "gray"
+
+
 def plot_reconstructions(autoencoder, images, *, n=6, fig=None):
     """
     Images, their autoencoder reconstructions and the residuals (Seo et al. 2023, Fig. 6).
 
     Three rows of ``n`` panels: the input images (resized to the model's
-    ``input_size``, as the model sees them), their reconstructions, titled
-    with the mean squared error of each, and the residual input minus
-    reconstruction averaged over the three colour channels, on a diverging
+    ``input_size``, as the model sees them; for an encoder with another
+    input mode, what it reconstructs, shown in grey for grey input and as
+    the colour part for colour plus residual), their reconstructions,
+    titled with the mean squared error of each, and the residual input minus
+    reconstruction averaged over the channels, on a diverging
     colour map with limits symmetric about zero shared by all panels, and a
     colour bar. The model runs in eval mode without gradients, on the device
     of its weights; its training mode is restored afterwards.
@@ -493,10 +502,14 @@ def plot_reconstructions(autoencoder, images, *, n=6, fig=None):
     try:
         model.eval()
         with torch.no_grad():
-            recon = model(x.to(device=param.device, dtype=param.dtype))
+            xd = x.to(device=param.device, dtype=param.dtype)
+            recon = model(xd)
+            # What the autoencoder reconstructs: the colour images, or their
+            # grey level / residual channel for other input modes.
+            target = model.target(xd)
     finally:
         model.train(was_training)
-    inputs = x.permute(0, 2, 3, 1).numpy()
+    inputs = target.float().cpu().permute(0, 2, 3, 1).numpy()
     outputs = recon.float().cpu().permute(0, 2, 3, 1).numpy()
     residual = (inputs - outputs).mean(axis=-1)
     limit = max(float(np.max(np.abs(residual))), 1e-6)
@@ -506,8 +519,8 @@ def plot_reconstructions(autoencoder, images, *, n=6, fig=None):
     fig = _figure(fig, (1.6 * count + 1.0, 5.2))
     axes = fig.subplots(3, count, squeeze=False)
     for i in range(count):
-        axes[0, i].imshow(inputs[i])
-        axes[1, i].imshow(outputs[i])
+        axes[0, i].imshow(*_display(inputs[i]))
+        axes[1, i].imshow(*_display(outputs[i]))
         axes[1, i].set_title(f"MSE {mse[i]:.4f}", fontsize=8)
         im = axes[2, i].imshow(residual[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
     for ax in axes.ravel():
