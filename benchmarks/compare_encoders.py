@@ -144,16 +144,16 @@ def _print_tables(table):
         if not len(rows):
             continue
         width = max(len(str(e)) for e in rows["encoder"])
-        rule = f"{'=' * width} ===== ===== ===== ===== ======= ====== ========"
+        rule = f"{'=' * width} ===== ===== ====== ====== ======= ====== ========"
         print(f"\n{data}\n")
         print(rule)
-        print(f"{'encoder':{width}s} k=1   k=10  ARI   NMI   train s steps  encode/s")
+        print(f"{'encoder':{width}s} k=1   k=10  ARI    NMI    train s steps  encode/s")
         print(rule)
         for r in rows:
             train = f"{r['train_s']:.0f}" if r["steps"] else "-"
             steps = f"{r['steps']}" if r["steps"] else "-"
             print(f"{r['encoder']:{width}s} {r['knn1']:.3f} {r['knn10']:.3f} "
-                  f"{r['ARI']:.3f} {r['NMI']:.3f} {train:7s} {steps:6s} "
+                  f"{r['ARI']:6.3f} {r['NMI']:6.3f} {train:7s} {steps:6s} "
                   f"{r['encode_rate']:.0f}")
         print(rule)
 
