@@ -172,15 +172,33 @@ def test_load_backbone_weights_from_a_torchvision_state_dict(tmp_path):
     state = grey.backbone.state_dict()
     torch.testing.assert_close(state["layer3.0.conv1.weight"],
                                reference.state_dict()["layer3.0.conv1.weight"])
-    mean_kernel = reference.state_dict()["conv1.weight"].mean(dim=1)
-    torch.testing.assert_close(state["conv1.weight"][:, 0], mean_kernel)
-    torch.testing.assert_close(state["conv1.weight"][:, 1], mean_kernel)
+    # The grey channel gets the sum of the colour kernels, so a grey image
+    # (R = G = B) gives the first layer the response the colour weights gave it;
+    # the residual channel starts at zero.
+    sum_kernel = reference.state_dict()["conv1.weight"].sum(dim=1)
+    torch.testing.assert_close(state["conv1.weight"][:, 0], sum_kernel)
+    assert not state["conv1.weight"][:, 1].any()
     assert grey.training_method == "external"
+    grey_image = torch.rand(1, 1, 32, 32)
+    torch.testing.assert_close(grey.backbone.conv1(torch.cat([grey_image, grey_image * 0], 1)),
+                               reference.conv1(grey_image.repeat(1, 3, 1, 1)))
 
     colour = Encoder("resnet18", input_size=32, input_mode="rgb+residual")
     colour.load_backbone_weights(path)
     torch.testing.assert_close(colour.backbone.state_dict()["conv1.weight"][:, :3],
                                reference.state_dict()["conv1.weight"])
+    assert not colour.backbone.state_dict()["conv1.weight"][:, 3].any()
+
+
+def test_from_state_dict_file_of_a_grey_encoder_with_projection(tmp_path):
+    torch.manual_seed(6)
+    trained = Encoder("vgg-small", input_size=32, latent_dim=16, input_mode="grey")
+    path = tmp_path / "grey.pt"
+    torch.save(trained.state_dict(), path)
+    back = Encoder.from_state_dict_file(path, architecture="vgg-small", input_size=32,
+                                        input_mode="grey")
+    assert back.latent_dim == 16 and back.input_mode == "grey"
+    assert back.weights_hash == trained.weights_hash
 
 
 def test_load_backbone_weights_errors(tmp_path):

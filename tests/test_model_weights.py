@@ -123,8 +123,11 @@ def test_from_state_dict_file(tmp_path):
     torch.save(other.state_dict(), tmp_path / "enc.pt")
     again = Encoder.from_state_dict_file(tmp_path / "enc.pt", input_size=64, latent_dim=8)
     assert again.weights_hash == other.weights_hash
+    # Without latent_dim, the stored projection layer gives it.
+    inferred = Encoder.from_state_dict_file(tmp_path / "enc.pt", input_size=64)
+    assert inferred.latent_dim == 8 and inferred.weights_hash == other.weights_hash
     with pytest.raises(ValueError, match="do not fit"):
-        Encoder.from_state_dict_file(tmp_path / "enc.pt", input_size=64)
+        Encoder.from_state_dict_file(tmp_path / "enc.pt", input_size=64, latent_dim=16)
 
     class Evil:
         def __reduce__(self):

@@ -146,6 +146,9 @@ def test_train_supervised_needs_labels(reference_set, tmp_path, capsys):
     assert main(["train", str(reference_set), "-o", str(tmp_path / "e.safetensors"),
                  "--method", "supervised"]) == 1
     assert "needs --labels" in capsys.readouterr().err
+    assert main(["train", str(reference_set), "-o", str(tmp_path / "e.safetensors"),
+                 "--method", "contrastive", "--labels", "morphology"]) == 1
+    assert "does not use labels" in capsys.readouterr().err
 
 
 def test_search_with_another_encoder_is_refused(reference_set, tmp_path, capsys):

@@ -404,7 +404,7 @@ class Encoder(nn.Module):
 
     @classmethod
     def from_state_dict_file(cls, path, *, architecture="resnet18", input_size=256,
-                             latent_dim=None, name=None, preprocessing=None):
+                             latent_dim=None, name=None, preprocessing=None, input_mode="rgb"):
         """
         Build an encoder from a PyTorch state-dict file, loaded with ``weights_only=True``.
 
@@ -419,8 +419,11 @@ class Encoder(nn.Module):
         ----------
         path : str or path-like
             A ``.pt``/``.pth``/``.ckpt`` file.
-        architecture, input_size, latent_dim, name, preprocessing
-            As for `Encoder`.
+        architecture, input_size, latent_dim, name, preprocessing, input_mode
+            As for `Encoder`; these must be those of the encoder that was
+            trained (an encoder trained on grey input needs
+            ``input_mode='grey'``). Without ``latent_dim``, the size of a
+            stored projection layer is used, or else the backbone's.
 
         Returns
         -------
@@ -465,8 +468,11 @@ class Encoder(nn.Module):
             if not key.startswith(("backbone.", "projection.")):
                 key = "backbone." + key
             state[key] = value
+        if latent_dim is None and "projection.weight" in state:
+            latent_dim = int(state["projection.weight"].shape[0])
         encoder = cls(architecture=architecture, input_size=input_size, latent_dim=latent_dim,
-                      name=name, preprocessing=preprocessing, training="external")
+                      name=name, preprocessing=preprocessing, training="external",
+                      input_mode=input_mode)
         encoder._load_checked(state, path)
         return encoder.eval()
 
@@ -481,8 +487,10 @@ class Encoder(nn.Module):
         (``module.``, ``model.``, ``encoder.``, ``autoencoder.encoder.``,
         ``backbone.``); classification heads and decoders are left out. A
         first convolution made for three colour channels is adapted to the
-        encoder's input mode (the colour kernels are averaged for grey
-        input and the average is repeated for residual channels). Tensors
+        encoder's input mode: the grey channel gets the sum of the colour
+        kernels (so that a grey image gives the response the colour weights
+        gave it), colour channels keep theirs, and the residual channel starts
+        at zero. Tensors
         the backbone does not have (such as the fourth stage of a ResNet for
         the trimmed one) are reported as unused. Nothing is downloaded.
 
@@ -532,10 +540,7 @@ class Encoder(nn.Module):
                 report["loaded"].append(name)
             elif (value.ndim == 4 and target.ndim == 4 and value.shape[1] == 3
                   and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]):
-                mean = value.mean(dim=1, keepdim=True)
-                adapted = torch.cat([value, mean], dim=1) if target.shape[1] == 4 else \
-                    mean.repeat(1, target.shape[1], 1, 1)
-                new_state[name] = adapted[:, :target.shape[1]].to(target.dtype)
+                new_state[name] = _adapt_first_conv(value, target.shape[1]).to(target.dtype)
                 report["adapted"].append(name)
             else:
                 report["missing"].append(name)
@@ -549,6 +554,20 @@ class Encoder(nn.Module):
         self.backbone.load_state_dict(new_state, strict=False)
         self.training_method = "external"
         return report
+
+
+def _adapt_first_conv(weight, channels):
+    """A (O, 3, k, k) colour kernel for ``channels`` input channels (see INPUT_MODES)."""
+    grey = weight.sum(dim=1, keepdim=True)
+    zeros = torch.zeros_like(grey)
+    if channels == 1:  # grey
+        return grey
+    if channels == 2:  # grey + residual
+        return torch.cat([grey, zeros], dim=1)
+    if channels == 4:  # colour + residual
+        return torch.cat([weight, zeros], dim=1)
+    # Any other count (a custom mode): share the grey response between the channels.
+    return (grey / channels).repeat(1, channels, 1, 1)
 
 
 def _read_state_dict(path):

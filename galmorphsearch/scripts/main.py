@@ -412,6 +412,9 @@ def _run_train(args):
     if args.method == "supervised" and not args.labels:
         msg = "--method supervised needs --labels (the table column of the classes)"
         raise ValueError(msg)
+    if args.method == "contrastive" and args.labels:
+        msg = "--method contrastive does not use labels; leave out --labels"
+        raise ValueError(msg)
     if args.init_weights and not Path(args.init_weights).is_file():
         msg = f"--init-weights {args.init_weights} does not exist"
         raise FileNotFoundError(msg)
