@@ -143,14 +143,7 @@ class ClassifierModule(_MeanLossModule):
 
     def epoch_accuracy(self, stage):
         """Accuracy of the current epoch of ``stage`` over all devices (nan if none)."""
-        if stage not in self._hits:
-            return math.nan
-        hits, count = self._hits[stage]
-        stats = torch.stack([torch.as_tensor(hits, dtype=torch.float64, device=self.device),
-                             torch.as_tensor(count, dtype=torch.float64, device=self.device)])
-        if self.trainer.world_size > 1:
-            stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
-        return float(stats[0] / stats[1]) if float(stats[1]) > 0 else math.nan
+        return self._device_ratio(self._hits.get(stage))
 
     def configure_optimizers(self):
         """Adam with ``learning_rate``."""

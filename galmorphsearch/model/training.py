@@ -66,9 +66,13 @@ class _MeanLossModule(lightning.LightningModule):
 
     def epoch_mean_loss(self, stage):
         """Mean loss of the current epoch of ``stage`` over all devices (nan if none)."""
-        if stage not in self._sums:
+        return self._device_ratio(self._sums.get(stage))
+
+    def _device_ratio(self, pair):
+        """``sum / count`` of a running ``(sum, count)`` pair over all devices (nan if none)."""
+        if pair is None:
             return math.nan
-        total, count = self._sums[stage]
+        total, count = pair
         stats = torch.stack([torch.as_tensor(total, dtype=torch.float64, device=self.device),
                              torch.as_tensor(count, dtype=torch.float64, device=self.device)])
         if self.trainer.world_size > 1:
