@@ -79,3 +79,25 @@ def test_atomic_path_never_overwrites_by_accident(tmp_path):
     with atomic_path(target, overwrite=True) as tmp:
         tmp.write_text("second")
     assert target.read_text() == "second"
+
+
+def test_atomic_path_gives_new_files_the_umask_mode_and_keeps_an_old_files_mode(tmp_path):
+    import os
+    import stat
+
+    from galmorphsearch.utils import atomic_path
+
+    target = tmp_path / "weights.bin"
+    old_mask = os.umask(0o022)
+    try:
+        with atomic_path(target) as tmp:
+            # A writer that creates owner-only files, as some libraries do.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+        os.chmod(target, 0o640)
+        with atomic_path(target, overwrite=True) as tmp:
+            tmp.write_text("second")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    finally:
+        os.umask(old_mask)

@@ -25,10 +25,34 @@ from galmorphsearch.utils import CatalogWarning, CutoutWarning, GalMorphSearchWa
 DATA = Path(__file__).parent / "data"
 
 
+def test_demo_uses_the_default_pretrained_encoder(tmp_path, capsys):
+    out = tmp_path / "demo"
+    # The shipped encoders were trained on cutouts of colour images; the demo's
+    # galaxies are cut from gri FITS bands, and the database build says so.
+    with pytest.warns(GalMorphSearchWarning, match="made from 'fits' input"):
+        assert main(["demo", "--output", str(out), "--n-per-type", "2", "--n-query", "1",
+                     "-k", "2"]) == 0
+    database = LatentDatabase.read(out / "database.fits")
+    assert database.meta["ENCODER"] == "vgg-supervised"
+    assert database.meta["ENCHASH"] == Encoder.pretrained().weights_hash
+    # Nothing trained, so no encoder or loss history written.
+    assert not (out / "encoder.safetensors").exists()
+    assert not (out / "loss_history.ecsv").exists()
+    assert (out / "report.html").stat().st_size > 0
+    assert "from the shipped pretrained weights" in capsys.readouterr().out
+    # Or a shipped encoder by name.
+    with pytest.warns(GalMorphSearchWarning, match="made from 'fits' input"):
+        assert main(["demo", "--output", str(out), "--n-per-type", "2", "--n-query", "1",
+                     "--encoder", "tsgicas-ae", "--overwrite"]) == 0
+    assert LatentDatabase.read(out / "database.fits").meta["ENCODER"] == "tsgicas-ae"
+    assert main(["demo", "--output", str(out), "--encoder", "tsgicas-ae", "--train"]) == 1
+    assert "not both" in capsys.readouterr().err
+
+
 def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     out = tmp_path / "demo"
     status = main(["demo", "--output", str(out), "--size", "32", "--n-per-type", "3",
-                   "--n-query", "1", "--epochs", "1", "-k", "3"])
+                   "--n-query", "1", "--train", "--epochs", "1", "-k", "3"])
     assert status == 0
     for name in ("encoder.safetensors", "loss_history.ecsv", "database.fits",
                  "search_results.ecsv", "classification.ecsv", "retrieval_gallery.png",
@@ -53,7 +77,7 @@ def test_demo_refuses_to_overwrite_before_any_work(tmp_path, capsys):
     out.mkdir()
     (out / "database.fits").write_text("precious")
     assert main(["demo", "--output", str(out), "--size", "32", "--n-per-type", "3",
-                 "--n-query", "1", "--epochs", "1"]) == 1
+                 "--n-query", "1", "--train", "--epochs", "1"]) == 1
     assert "overwrite" in capsys.readouterr().err
     assert (out / "database.fits").read_text() == "precious"
     assert sorted(p.name for p in out.iterdir()) == ["database.fits"]
@@ -314,3 +338,41 @@ def test_evaluate_prints_the_paper_measures(tmp_path, capsys):
     assert "balanced-database vote (50 iterations, 3 per type)" in printed
     predictions = Table.read(out)
     assert len(predictions) == 4 * 2 and np.all(predictions["best"])
+
+
+def test_cli_uses_the_shipped_encoders_by_default_and_by_name(reference_set, tmp_path,
+                                                               capsys):
+    database = tmp_path / "db.fits"
+    with pytest.warns(GalMorphSearchWarning, match="made from 'fits' input.*CUTSIZE 32"):
+        assert main(["build-db", str(reference_set), "-o", str(database),
+                     "--scheme", "gz2"]) == 0
+    assert "using the pretrained encoder 'vgg-supervised'" in capsys.readouterr().out
+    db = LatentDatabase.read(database)
+    assert db.meta["ENCHASH"] == Encoder.pretrained().weights_hash
+    # search finds the encoder that built the database by its weights hash.
+    results = tmp_path / "results.ecsv"
+    with pytest.warns(GalMorphSearchWarning, match="cutout size 32 px"):
+        assert main(["search", str(reference_set), "--database", str(database), "-k", "2",
+                     "-o", str(results)]) == 0
+    assert "that built the database" in capsys.readouterr().out
+    assert len(Table.read(results)) == 2 * 12
+    # A shipped encoder by name; the wrong one is refused by the database check.
+    assert main(["search", str(reference_set), "--database", str(database),
+                 "--encoder", "tsgicas-ae"]) == 1
+    assert "weights hash" in capsys.readouterr().err
+
+
+def test_cli_asks_for_the_encoder_of_a_database_it_does_not_ship(reference_set, tmp_path,
+                                                                  capsys):
+    import torch
+
+    torch.manual_seed(0)
+    encoder = tmp_path / "own.safetensors"
+    Encoder(input_size=32).save(encoder)
+    database = tmp_path / "db.fits"
+    assert main(["build-db", str(reference_set), "--encoder", str(encoder), "-o",
+                 str(database), "--scheme", "gz2"]) == 0
+    capsys.readouterr()
+    assert main(["classify", str(reference_set), "--database", str(database)]) == 1
+    err = capsys.readouterr().err
+    assert "not one of the shipped pretrained encoders" in err and "--encoder" in err

@@ -714,6 +714,12 @@ def _compare_encoders(ours, theirs, our_label, their_label):
         raise EncoderMismatchError(msg)
 
 
+# Keywords whose values follow from the kind of input (gri FITS bands or a colour
+# image), compared only when the input kinds agree.
+_INPUT_KIND_KEYWORDS = frozenset({"PREPINP", "BKGMODE", "BKGBOX", "LINEARIZ", "GSCALE",
+                                  "RSCALE", "ISCALE"})
+
+
 def _preprocessing_keywords(encoder, images):
     """Preprocessing keywords of the cutouts, checked against the encoder's."""
     from ..preprocessing import GalaxyCutout
@@ -738,10 +744,18 @@ def _preprocessing_keywords(encoder, images):
     differ = sorted(key for key in encoder_keys.keys() & cutout_keys.keys()
                     if key not in GalaxyCutout.RUN_KEYWORDS
                     and encoder_keys[key] != cutout_keys[key])
-    if differ:
+    parts = []
+    if "PREPINP" in differ:
+        # Cutouts from gri FITS bands and from ready-made colour images differ in
+        # the keywords that follow from the kind of input: one plain sentence says so.
+        parts.append(f"they were made from {cutout_keys['PREPINP']!r} input, the encoder's "
+                     f"training images from {encoder_keys['PREPINP']!r} input (both are gri "
+                     "colour renderings, but not identical ones)")
+        differ = [k for k in differ if k not in _INPUT_KIND_KEYWORDS]
+    parts += [f"{k} {cutout_keys[k]!r} (encoder {encoder_keys[k]!r})" for k in differ]
+    if parts:
         warnings.warn("The cutouts were not preprocessed like the encoder's training images: "
-                      + ", ".join(f"{k} {cutout_keys[k]!r} (encoder {encoder_keys[k]!r})"
-                                  for k in differ) + ".", GalMorphSearchWarning, stacklevel=3)
+                      + "; ".join(parts) + ".", GalMorphSearchWarning, stacklevel=3)
     keys = {**encoder_keys, **cutout_keys}
     return {key: value for key, value in keys.items() if key not in _RESERVED_KEYWORDS}
 

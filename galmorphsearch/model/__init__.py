@@ -17,6 +17,8 @@ Encoders of galaxy images, and how to train them.
   augmentation `TwoViewDataset`;
 * `train_classifier` and `ClassifierModule`: supervised CNN classifiers whose
   penultimate layer is the latent space;
+* `Encoder.pretrained`, `available_pretrained`: the encoders shipped with
+  the package, trained on real SDSS galaxies;
 * `save_weights`, `load_weights`, `state_dict_hash`: safetensors weight files
   that can never execute code.
 """
@@ -29,6 +31,8 @@ from .decoder import *  # noqa: F403
 from .decoder import __all__ as _decoder_all
 from .encoder import *  # noqa: F403
 from .encoder import __all__ as _encoder_all
+from .pretrained import *  # noqa: F403
+from .pretrained import __all__ as _pretrained_all
 from .supervised import *  # noqa: F403
 from .supervised import __all__ as _supervised_all
 from .training import *  # noqa: F403
@@ -37,4 +41,4 @@ from .weights import *  # noqa: F403
 from .weights import __all__ as _weights_all
 
 __all__ = [*_encoder_all, *_decoder_all, *_autoencoder_all, *_training_all, *_weights_all,
-           *_supervised_all, *_contrastive_all]
+           *_supervised_all, *_contrastive_all, *_pretrained_all]

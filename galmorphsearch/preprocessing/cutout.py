@@ -735,9 +735,11 @@ class GalaxyCutout:
     #: Keywords of `header_keywords` that describe one run (the package
     #: version, the seed of the sky-pixel draws) or a per-galaxy outcome
     #: (pieces merged back, the deblending spacing and background
-    #: subtraction actually used), not how the images were made: they are
-    #: not compared when checking that two sets of cutouts match.
-    RUN_KEYWORDS = frozenset({"PREPVERS", "PREPSEED", "NMERGED", "DBMODE", "BKGSUB"})
+    #: subtraction actually used, the radius searched for the target), not
+    #: how the images were made: they are not compared when checking that
+    #: two sets of cutouts match.
+    RUN_KEYWORDS = frozenset({"PREPVERS", "PREPSEED", "NMERGED", "DBMODE", "BKGSUB",
+                              "TOLPIX"})
 
     def header_keywords(self, comments=False):
         """

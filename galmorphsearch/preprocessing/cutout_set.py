@@ -18,6 +18,10 @@ from ..utils.io import atomic_path
 
 __all__ = ["CutoutSet"]
 
+# Keywords that describe a FITS file or HDU, not how its cutouts were made.
+_STRUCTURAL_KEYWORDS = frozenset({"EXTNAME", "EXTVER", "EXTLEVEL", "CHECKSUM", "DATASUM",
+                                  "HDUVERS", "ORIGIN", "DATE", "TFIELDS", "NAXIS"})
+
 _MEASURED = ("x", "y", "kron_radius", "orientation", "crop_size", "flag")
 
 
@@ -133,11 +137,12 @@ class CutoutSet:
         -------
         keywords : dict
             The upper-case FITS keywords (8 characters at most) of
-            ``table.meta``.
+            ``table.meta``, without those that describe the file rather
+            than the cutouts (``EXTNAME``, ``CHECKSUM``, ``DATASUM``...).
         """
         return {key: value for key, value in self.table.meta.items()
                 if isinstance(key, str) and key.isupper() and len(key) <= 8
-                and not isinstance(value, (list, dict))}
+                and key not in _STRUCTURAL_KEYWORDS and not isinstance(value, (list, dict))}
 
     @property
     def size(self):

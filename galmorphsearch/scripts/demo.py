@@ -2,8 +2,9 @@
 """
 The main job on bundled data: ``galmorphsearch demo``.
 
-Synthetic reference galaxies of the 12 GZ2 types form the database; an
-autoencoder is trained on them (or loaded); the spirals of Hickson Compact
+Synthetic reference galaxies of the 12 GZ2 types form the database, encoded
+by the default pretrained encoder (or another shipped or saved one, or an
+autoencoder trained here on them); the spirals of Hickson Compact
 Group 88, cut from the real SDSS field, and held-out synthetic galaxies are
 searched and classified. Everything is written to one output folder.
 """
@@ -37,7 +38,7 @@ def _log(message, start):
 
 
 def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=None,
-             seed=0, k=5, overwrite=False, progress_bar=False):
+             train=False, seed=0, k=5, overwrite=False, progress_bar=False):
     """
     Run the demonstration pipeline and write its products to ``output``.
 
@@ -52,9 +53,14 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
     n_query : int, optional
         Of those, how many per type are held out of the database as targets.
     epochs : int, optional
-        Training epochs of the autoencoder (ignored with ``encoder``).
+        Training epochs of the autoencoder (with ``train`` only).
     encoder : str or path-like, optional
-        A saved `~galmorphsearch.model.Encoder` to use instead of training.
+        The name of a shipped pretrained encoder
+        (`~galmorphsearch.model.Encoder.pretrained`) or a saved encoder
+        file; default the default pretrained encoder.
+    train : bool, optional
+        Train the TSGICAS autoencoder on the database galaxies instead (and
+        write it and its loss history); not with ``encoder``.
     seed : int, optional
         Seed of the synthetic sample, the masking draws and the training.
     k : int, optional
@@ -86,8 +92,11 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
     if n_query < 1 or n_query >= n_per_type:
         msg = f"n_query must be between 1 and n_per_type - 1 = {n_per_type - 1}, not {n_query}"
         raise ValueError(msg)
+    if train and encoder is not None:
+        msg = "pass either encoder (to use one) or train=True (to train one), not both"
+        raise ValueError(msg)
     outputs = demo_outputs(output)
-    if encoder is not None:
+    if not train:
         for key in ("encoder", "history"):
             outputs.pop(key)
     if not overwrite:
@@ -122,8 +131,9 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
     db_rows = np.flatnonzero(~is_query)
     query_rows = np.flatnonzero(is_query)
 
-    # 2. The encoder: trained here on the database galaxies, or loaded.
-    if encoder is None:
+    # 2. The encoder: a shipped pretrained one, a saved one, or trained here on
+    #    the database galaxies.
+    if train:
         from galmorphsearch.model.training import _quiet_lightning
 
         with _quiet_lightning():
@@ -140,9 +150,17 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
         _log(f"trained the autoencoder for {epochs} epochs: loss {last['train_loss']:.4f} "
              f"(training), {last['val_loss']:.4f} (validation)", start)
     else:
-        model = Encoder.load(encoder)
+        from galmorphsearch.model.pretrained import PRETRAINED
+
+        if encoder is None or (encoder in PRETRAINED and not Path(encoder).exists()):
+            model = Encoder.pretrained(encoder)
+            source = "the shipped pretrained weights"
+        else:
+            model = Encoder.load(encoder)
+            source = str(encoder)
         history = None
-        _log(f"loaded the encoder {model.name} from {encoder}", start)
+        _log(f"loaded the encoder {model.name} ({model.architecture}, {model.input_size} px, "
+             f"{model.training_method}) from {source}", start)
 
     # 3. The latent database, written as FITS.
     catalog = truth["objid", "ra", "dec", "morphology", "type_index"][db_rows]

@@ -56,10 +56,12 @@ def _build_parser():
 
     demo = sub.add_parser(
         "demo", help="the main job on bundled data (a few minutes on a laptop CPU)",
-        description="Make synthetic reference galaxies of the 12 GZ2 types, train the "
-        "autoencoder on them (or load --encoder), build a FITS latent database, then search "
+        description="Make synthetic reference galaxies of the 12 GZ2 types, encode them with "
+        "the default pretrained encoder (or --encoder, or an autoencoder trained on them "
+        "with --train), build a FITS latent database, then search "
         "and classify the Hickson 88 spirals of the bundled real SDSS field and held-out "
-        "synthetic galaxies. Writes the encoder, database, results and a retrieval gallery.")
+        "synthetic galaxies. Writes the database, results, a retrieval gallery and an HTML "
+        "report (and the encoder with --train).")
     demo.add_argument("--output", "-o", default="galmorphsearch-demo",
                       help="output directory (default: %(default)s)")
     demo.add_argument("--size", type=int, default=64, help="cutout and encoder input size")
@@ -67,8 +69,11 @@ def _build_parser():
                       help="synthetic galaxies per GZ2 type (default: %(default)s)")
     demo.add_argument("--n-query", type=int, default=2,
                       help="of those, held out of the database as targets (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs")
-    demo.add_argument("--encoder", help="use this saved encoder instead of training one")
+    demo.add_argument("--encoder", help="a shipped encoder's name or a saved encoder file "
+                      "(default: the default pretrained encoder)")
+    demo.add_argument("--train", action="store_true",
+                      help="train the TSGICAS autoencoder on the synthetic galaxies instead")
+    demo.add_argument("--epochs", type=int, default=30, help="training epochs (with --train)")
     demo.add_argument("-k", type=int, default=5, help="matches per target in the results")
     demo.add_argument("--seed", type=int, default=0, help="seed of everything random")
     _common(demo)
@@ -137,7 +142,9 @@ def _build_parser():
         description="Encode the galaxies of a cutout set (whose table has objid, ra, dec, "
         "morphology and type_index) into a FITS latent database.")
     build.add_argument("cutouts", help="cutout set (.fits)")
-    build.add_argument("--encoder", required=True, help="encoder file (.safetensors)")
+    build.add_argument("--encoder", help="encoder file (.safetensors) or the name of a "
+                       "shipped pretrained encoder (default: the default pretrained encoder, "
+                       "'vgg-supervised')")
     build.add_argument("--output", "-o", required=True, help="database file (.fits)")
     build.add_argument("--scheme", help="morphology scheme (gz2, efigi, na10)")
     build.add_argument("--catalog-name", help="name of the source catalog")
@@ -150,8 +157,7 @@ def _build_parser():
                                   + " of the galaxies of a cutout set.")
         parser_v.add_argument("cutouts", help="cutout set (.fits) of the targets")
         parser_v.add_argument("--database", required=True, help="latent database (.fits)")
-        parser_v.add_argument("--encoder", required=True,
-                              help="the encoder that built the database (.safetensors)")
+        parser_v.add_argument("--encoder", help=_ENCODER_HELP)
         parser_v.add_argument("--output", "-o", help="write the results table here")
         if verb == "search":
             parser_v.add_argument("-k", type=int, default=10, help="matches per target")
@@ -185,8 +191,7 @@ def _build_parser():
         "paper's MC/MD evaluation (confusion matrix) and the training loss curve.")
     rep.add_argument("cutouts", help="cutout set (.fits) of the targets")
     rep.add_argument("--database", required=True, help="latent database (.fits)")
-    rep.add_argument("--encoder", required=True,
-                     help="the encoder that built the database (.safetensors)")
+    rep.add_argument("--encoder", help=_ENCODER_HELP)
     rep.add_argument("--database-cutouts", metavar="CUTOUTS",
                      help="cutout set (.fits) of the database galaxies, for the thumbnails "
                      "of the matches (matched by objid)")
@@ -332,11 +337,17 @@ def _check_outputs(paths, overwrite):
         raise FileExistsError(msg)
 
 
+_ENCODER_HELP = ("the encoder that built the database: a weight file (.safetensors) or a "
+                 "shipped encoder's name (default: the shipped encoder whose weights hash the "
+                 "database records)")
+
+
 def _run_demo(args):
     from galmorphsearch.scripts.demo import run_demo
 
     run_demo(args.output, size=args.size, n_per_type=args.n_per_type, n_query=args.n_query,
-             epochs=args.epochs, encoder=args.encoder, seed=args.seed, k=args.k,
+             epochs=args.epochs, encoder=args.encoder, train=args.train, seed=args.seed,
+             k=args.k,
              overwrite=args.overwrite, progress_bar=args.progress)
     return 0
 
@@ -456,10 +467,39 @@ def _run_train(args):
     return 0
 
 
-def _load_encoder(path):
-    from galmorphsearch.model import Encoder
+def _load_encoder(spec, database=None):
+    """
+    The encoder named on the command line: a weight file or a shipped encoder's name.
 
-    return Encoder.load(path)
+    Without one, the shipped encoder that built ``database`` (found by its
+    weights hash), or the default pretrained encoder when there is no
+    database yet.
+    """
+    from galmorphsearch.model import Encoder
+    from galmorphsearch.model.pretrained import (
+        DEFAULT_PRETRAINED,
+        PRETRAINED,
+        identify_pretrained,
+    )
+
+    if spec is None and database is None:
+        encoder = Encoder.pretrained()
+        print(f"using the pretrained encoder {DEFAULT_PRETRAINED!r} "
+              f"(weights hash {encoder.weights_hash})")
+        return encoder
+    if spec is None:
+        meta = database.meta
+        name = identify_pretrained(str(meta.get("ENCHASH")))
+        if name is None:
+            msg = (f"the database was built by the encoder {meta.get('ENCODER')!r} (weights "
+                   f"hash {meta.get('ENCHASH')}), which is not one of the shipped pretrained "
+                   "encoders: pass its weight file with --encoder")
+            raise ValueError(msg)
+        print(f"using the pretrained encoder {name!r} that built the database")
+        return Encoder.pretrained(name)
+    if spec in PRETRAINED and not Path(spec).exists():
+        return Encoder.pretrained(spec)
+    return Encoder.load(spec)
 
 
 def _run_build_db(args):
@@ -494,8 +534,8 @@ def _encode_targets(args):
     from galmorphsearch.search import SimilaritySearcher
 
     cutout_set = CutoutSet.read(args.cutouts)
-    encoder = _load_encoder(args.encoder)
     database = LatentDatabase.read(args.database)
+    encoder = _load_encoder(args.encoder, database)
     searcher = SimilaritySearcher(database, encoder)
     _check_preprocessing(cutout_set, database, args.cutouts)
     latents = encoder.encode(cutout_set.images, progress_bar=args.progress)
@@ -506,19 +546,18 @@ def _encode_targets(args):
     return searcher, cutout_set, latents, backgrounds, ids
 
 
-# Keywords that describe a run rather than how the images were made.
-_RUN_KEYWORDS = ("PREPVERS", "PREPSEED", "NMERGED", "DBMODE", "BKGSUB")
 
 
 def _check_preprocessing(cutout_set, database, path):
     """Warn when targets were not preprocessed like the database galaxies."""
+    from galmorphsearch import GalaxyCutout
     from galmorphsearch.utils import GalMorphSearchWarning
 
     ours = cutout_set.header_keywords()
     theirs = database.meta
     differ = [f"{key} {ours[key]!r} (database {theirs[key]!r})"
               for key in sorted(ours.keys() & theirs.keys())
-              if key not in _RUN_KEYWORDS and ours[key] != theirs[key]]
+              if key not in GalaxyCutout.RUN_KEYWORDS and ours[key] != theirs[key]]
     if cutout_set.size != theirs.get("INSIZE"):
         differ.insert(0, f"cutout size {cutout_set.size} px (encoder input "
                          f"{theirs.get('INSIZE')} px)")

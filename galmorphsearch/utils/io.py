@@ -3,6 +3,7 @@
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -58,7 +59,19 @@ def atomic_path(path, overwrite=False):
         if not tmp.exists():
             msg = f"nothing was written for {path}"
             raise OSError(msg)
+        # Some writers create files readable by their owner only; the result gets
+        # the mode of the file it replaces, or the one the umask gives new files.
+        mode = (stat.S_IMODE(path.stat().st_mode) if path.exists()
+                else 0o666 & ~_current_umask())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _current_umask():
+    """The process's umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
