@@ -21,7 +21,9 @@ release = metadata.version(project)
 version = ".".join(release.split(".")[:2])
 
 # -- General configuration ----------------------------------------------------
-exclude_patterns.extend(["_build", "_templates"])  # noqa: F405
+# pretrained/generated holds tables that the model cards include (made by
+# benchmarks/pretrained_yardstick.py); they are not documents of their own.
+exclude_patterns.extend(["_build", "_templates", "pretrained/generated"])  # noqa: F405
 templates_path = []
 rst_epilog = """
 .. _astropy: https://www.astropy.org

@@ -355,6 +355,8 @@ def test_cli_uses_the_shipped_encoders_by_default_and_by_name(reference_set, tmp
         assert main(["search", str(reference_set), "--database", str(database), "-k", "2",
                      "-o", str(results)]) == 0
     assert "that built the database" in capsys.readouterr().out
+    assert main(["info", str(database)]) == 0
+    assert "the shipped pretrained encoder 'vgg-supervised'" in capsys.readouterr().out
     assert len(Table.read(results)) == 2 * 12
     # A shipped encoder by name; the wrong one is refused by the database check.
     assert main(["search", str(reference_set), "--database", str(database),

@@ -759,9 +759,13 @@ def _run_info(args):
     database = LatentDatabase.read(args.database)
     meta = database.meta
     print(f"{args.database}: latent database of {len(database)} galaxies")
+    from galmorphsearch.model.pretrained import identify_pretrained
+
+    shipped = identify_pretrained(str(meta.get("ENCHASH")))
     print(f"  encoder    {meta.get('ENCODER')} ({meta.get('ENCARCH')}, "
           f"{meta.get('INSIZE')} px, {meta.get('LATDIM')} latents, "
-          f"weights hash {meta.get('ENCHASH')})")
+          f"weights hash {meta.get('ENCHASH')}"
+          + (f"; the shipped pretrained encoder {shipped!r})" if shipped else ")"))
     print(f"  scheme     {meta.get('SCHEME')}; built {meta.get('DATE')} with galmorphsearch "
           f"{meta.get('GMSVERS')}")
     if database.h_similarity_mean is not None and np.isfinite(database.h_similarity_mean):
