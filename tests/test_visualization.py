@@ -252,6 +252,22 @@ def test_loss_history_curves(tmp_path):
     assert ax.get_yscale() == "linear"
 
 
+def test_loss_history_names_the_loss_of_each_training_method():
+    history = history_table()
+    assert "MSE" in draw(plot_loss_history(history)).axes[0].get_ylabel()
+    supervised = history_table()
+    supervised["train_accuracy"] = 0.5
+    assert "cross-entropy" in draw(plot_loss_history(supervised)).axes[0].get_ylabel()
+    contrastive = history_table()
+    contrastive.meta["METHOD"] = "contrastive"
+    assert "InfoNCE" in draw(plot_loss_history(contrastive)).axes[0].get_ylabel()
+    # One epoch: its tick is the epoch itself, not fractions around it.
+    one = history_table()[:1]
+    ticks = draw(plot_loss_history(one)).axes[0].get_xticks()
+    assert_array_equal(ticks, one["epoch"])
+    plt.close("all")
+
+
 def test_loss_history_errors(tmp_path):
     with pytest.raises(ValueError, match="lacks the column.*'train_loss'"):
         plot_loss_history(Table({"epoch": [0]}))

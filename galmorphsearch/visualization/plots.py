@@ -559,8 +559,11 @@ def plot_loss_history(history, *, ax=None, log=True):
         The loss history returned by
         `~galmorphsearch.model.train_autoencoder` (columns ``epoch``,
         ``train_loss`` and ``val_loss``, which may be NaN), or the path of
-        the ``loss_history.ecsv`` file it writes. A finite ``TESTLOSS`` in
-        its metadata is drawn as a dotted horizontal line.
+        the ``loss_history.ecsv`` file it writes; the histories of
+        `~galmorphsearch.model.train_contrastive` and
+        `~galmorphsearch.model.train_classifier` too (the axis names their
+        loss). A finite ``TESTLOSS`` in its metadata is drawn as a dotted
+        horizontal line.
     ax : `~matplotlib.axes.Axes`, optional
         Axes to draw in; by default a new figure.
     log : bool, optional
@@ -624,10 +627,22 @@ def plot_loss_history(history, *, ax=None, log=True):
     if log:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(table) == 1:  # one epoch: no fractional ticks around it
+        ax.set_xticks(epoch)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("reconstruction loss (MSE)")
+    ax.set_ylabel(_loss_label(table))
     ax.legend(fontsize=8)
     return fig
+
+
+def _loss_label(table):
+    """What the loss of a history is: from its training method."""
+    meta = table.meta
+    if meta.get("METHOD") == "contrastive" or "TEMP" in meta:
+        return "contrastive loss (InfoNCE)"
+    if "CLASSES" in meta or "train_accuracy" in table.colnames:
+        return "classification loss (cross-entropy)"
+    return "reconstruction loss (MSE)"
 
 
 # ----------------------------------------------------------------------
