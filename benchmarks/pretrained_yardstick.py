@@ -196,9 +196,8 @@ def figure_knn(name, tables, path):
     fig = plt.figure(figsize=(4.8, 3.4), layout="constrained")
     ax = fig.add_subplot()
     for label, table, spread in tables:
-        plot_knn_accuracy(table["k", "accuracy"], ax=ax)
+        plot_knn_accuracy(table["k", "accuracy"], ax=ax, label=label)
         line = ax.get_lines()[-1]
-        line.set_label(label)
         if spread is not None and np.isfinite(spread).all():
             mean = 100 * np.asarray(table["accuracy"])
             ax.fill_between(table["k"], mean - 100 * spread, mean + 100 * spread,

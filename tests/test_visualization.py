@@ -268,6 +268,16 @@ def test_loss_history_names_the_loss_of_each_training_method():
     plt.close("all")
 
 
+def test_knn_accuracy_lines_can_be_labelled_for_comparisons():
+    table = Table({"k": [1, 5], "accuracy": [0.8, 0.85], "balanced_accuracy": [0.7, 0.75]})
+    fig, ax = plt.subplots()
+    plot_knn_accuracy(table, ax=ax, label="trained")
+    plot_knn_accuracy(Table({"k": [1, 5], "accuracy": [0.6, 0.62]}), ax=ax, label="random")
+    assert [line.get_label() for line in ax.get_lines()] == ["trained", "trained (balanced)",
+                                                             "random"]
+    plt.close(fig)
+
+
 def test_loss_history_errors(tmp_path):
     with pytest.raises(ValueError, match="lacks the column.*'train_loss'"):
         plot_loss_history(Table({"epoch": [0]}))

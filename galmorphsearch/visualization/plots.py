@@ -1139,7 +1139,7 @@ def plot_latent_map(coordinates, labels, *, ax=None, outliers=None, types=None, 
     return fig
 
 
-def plot_knn_accuracy(table, *, ax=None):
+def plot_knn_accuracy(table, *, ax=None, label=None):
     """
     k-nearest-neighbour classification accuracy against k.
 
@@ -1151,6 +1151,10 @@ def plot_knn_accuracy(table, *, ax=None):
         fractions); drawn in per cent.
     ax : `~matplotlib.axes.Axes`, optional
         Axes to draw in; by default a new figure.
+    label : str, optional
+        Name of the encoder (or features) measured, for comparing several
+        on one axes: the lines are labelled ``label`` and ``label
+        (balanced)``; by default ``accuracy`` and ``balanced accuracy``.
 
     Returns
     -------
@@ -1182,10 +1186,13 @@ def plot_knn_accuracy(table, *, ax=None):
         raise ValueError(msg)
     k = _floats(table["k"], "k")
     fig, ax = _axes(ax, (4.5, 3.4))
-    ax.plot(k, 100.0 * _floats(table["accuracy"], "accuracy"), marker="o", label="accuracy")
+    names = (("accuracy", "balanced accuracy") if label is None
+             else (str(label), f"{label} (balanced)"))
+    line = ax.plot(k, 100.0 * _floats(table["accuracy"], "accuracy"), marker="o",
+                   label=names[0])[0]
     if "balanced_accuracy" in table.colnames:
         ax.plot(k, 100.0 * _floats(table["balanced_accuracy"], "balanced_accuracy"),
-                marker="s", ls="--", label="balanced accuracy")
+                marker="s", ls="--", label=names[1], color=line.get_color())
     meta = table.meta
     if meta.get("leave_one_out"):
         ax.set_title(f"leave-one-out, {meta.get('n_test', len(table))} galaxies", fontsize=9)
