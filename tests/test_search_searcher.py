@@ -398,12 +398,11 @@ def test_search_and_classify_cutouts(database):
 
 
 def test_backends_registry():
-    assert available_backends() == ["exact", "faiss"]
+    assert available_backends() == ["auto", "exact", "faiss", "faiss-flat", "faiss-hnsw",
+                                    "faiss-ivf"]
     backend = get_backend("EXACT", chunk_size=5)
     assert isinstance(backend, ExactBackend) and backend.chunk_size == 5
     assert get_backend(backend) is backend
-    with pytest.raises(NotImplementedError, match="later release"):
-        get_backend("faiss")
     with pytest.raises(ValueError, match="Unknown search backend"):
         get_backend("annoy")
     with pytest.raises(ValueError, match="already registered"):

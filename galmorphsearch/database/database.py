@@ -5,6 +5,7 @@ the provenance needed to search them (Seo et al. 2023, section 2.4).
 """
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 from astropy import units as u
@@ -142,6 +143,7 @@ class LatentDatabase:
         table = Table(table, copy=copy)
         table.meta = dict(table.meta)
         self._table = self._validate(table)
+        self._path = None
 
     # ------------------------------------------------------------------
     # validation
@@ -325,6 +327,17 @@ class LatentDatabase:
     def meta(self):
         """The header keywords (``table.meta``)."""
         return self._table.meta
+
+    @property
+    def path(self):
+        """
+        The file the database was read from (`read`), or None.
+
+        A search index is saved beside this file. It is None for a database
+        built or merged in memory, and after `append`, when the galaxies no
+        longer match the file.
+        """
+        return getattr(self, "_path", None)
 
     def __len__(self):
         return len(self._table)
@@ -512,6 +525,7 @@ class LatentDatabase:
         except ValueError as exc:
             msg = f"{path} is not a valid galmorphsearch latent database: {exc}"
             raise DatabaseFormatError(msg) from exc
+        database._path = Path(path)
         return database
 
     # ------------------------------------------------------------------
@@ -618,6 +632,7 @@ class LatentDatabase:
             msg = "append() of a LatentDatabase takes no images or encoder."
             raise ValueError(msg)
         self._table = type(self).merge([self, other])._table
+        self._path = None
 
     @classmethod
     def append_to_file(cls, path, other, *, memmap=False):

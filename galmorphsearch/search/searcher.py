@@ -4,6 +4,8 @@ Similarity search and classification by retrieval in a latent database
 (TSGICAS, Seo et al. 2023, section 2.4).
 """
 
+from pathlib import Path
+
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
@@ -11,8 +13,9 @@ from astropy.table import Column, Table
 
 from ..catalogs import get_scheme
 from ..preprocessing import GalaxyCutout
-from .backends import get_backend
-from .similarity import _check_k, identical_mask
+from ._sources import ArrayLatents, as_latent_source, is_latent_source, source_dtype
+from .backends import SearchBackend, _check_on_stale, get_backend
+from .similarity import _check_k, identical_mask, identical_rtol
 
 __all__ = ["SimilaritySearcher", "match_coordinates"]
 
@@ -68,6 +71,30 @@ def _degrees(col):
     return (values * u.Unit(unit)).to(u.deg)
 
 
+def _database_source(database):
+    """
+    The latents of a database as a latent source: ``database.latent_source``
+    when the database offers one (a memory-mapped store), else
+    ``database.latents`` (an array, or itself a source).
+    """
+    source = getattr(database, "latent_source", None)
+    if source is None:
+        source = database.latents
+    if is_latent_source(source) or isinstance(source, ArrayLatents):
+        return source
+    return as_latent_source(np.asarray(source, dtype=np.float32))
+
+
+def _as_array(source):
+    """A source as one float32 array, for backends that take arrays only."""
+    if isinstance(source, ArrayLatents):
+        return source.array.astype(np.float32, copy=False)
+    out = np.empty((len(source), int(source.dim)), dtype=np.float32)
+    for start, block in source.iter_chunks(32768):
+        out[start:start + block.shape[0]] = block
+    return out
+
+
 class SimilaritySearcher:
     """
     Search a latent database for the galaxies most similar to targets.
@@ -100,13 +127,43 @@ class SimilaritySearcher:
         search with precomputed latents (`search_latents`,
         `classify_latents`).
     backend : str or `SearchBackend`, optional
-        The nearest-neighbour backend: ``'exact'`` (default) or a
-        `SearchBackend` instance (e.g. ``ExactBackend(chunk_size=4096)``).
+        The nearest-neighbour backend: ``'exact'`` (default, exact BLAS
+        search), ``'faiss-flat'`` (exact, faiss), ``'faiss-ivf'`` or
+        ``'faiss-hnsw'`` (approximate, faiss), ``'auto'`` (exact up to
+        `~galmorphsearch.search.AUTO_EXACT_MAX_ROWS` rows or when the
+        latents are not in memory, ``'faiss-ivf'`` above when faiss is
+        installed; see `AutoBackend`), or a `SearchBackend` instance (e.g.
+        ``ExactBackend(chunk_size=4096)``, ``FaissBackend('ivf', nlist=1024)``).
+        The faiss backends need the ``scale`` extra
+        (``pip install "galmorphsearch[scale]"``).
+    threads : int, optional
+        Cap the BLAS and OpenMP thread pools used by the search at this
+        many threads (a backend given by name only; give an instance its
+        own ``threads``).
+    index_path : str, path-like, ``'auto'`` or None, optional
+        Where a faiss IVF or HNSW index is saved and looked for. ``'auto'``
+        (default): beside the database file, as
+        ``<database file>.<backend name>.index`` with the JSON sidecar
+        ``<...>.index.json``, when the database was read from a file (its
+        ``path``); otherwise, and with None, the index is built in memory
+        only. A saved index is checked against the database (rows, latent
+        dimension, encoder hash, a content hash of the latents, build
+        parameters) before it is used.
+    on_stale : {'rebuild', 'raise'}, optional
+        What to do when the saved index no longer matches the database:
+        rebuild it and replace the files, with a
+        `~galmorphsearch.utils.StaleIndexWarning`, or raise
+        `~galmorphsearch.utils.StaleIndexError`. A stale index is never
+        used.
 
     Raises
     ------
     ~galmorphsearch.utils.EncoderMismatchError
         If ``encoder`` is not the encoder that built the database.
+    ValueError
+        If the backend name is unknown (the message lists the choices).
+    ImportError
+        If a faiss backend is asked for and faiss is not installed.
 
     Examples
     --------
@@ -132,7 +189,8 @@ class SimilaritySearcher:
         2    12         Sc   81.25     0.75
     """
 
-    def __init__(self, database, encoder=None, *, backend="exact"):
+    def __init__(self, database, encoder=None, *, backend="exact", threads=None,
+                 index_path="auto", on_stale="rebuild"):
         if encoder is not None:
             database.check_encoder(encoder)
         self.database = database
@@ -142,16 +200,61 @@ class SimilaritySearcher:
         if missing:
             msg = f"The database table lacks the column(s) {missing}."
             raise ValueError(msg)
-        self.backend = get_backend(backend)
-        self.backend.fit(np.asarray(database.latents, dtype=np.float32))
+        on_stale = _check_on_stale(on_stale)
+        if isinstance(backend, SearchBackend):
+            if threads is not None:
+                msg = ("threads applies to a backend given by name; give the backend "
+                       "instance its own threads.")
+                raise ValueError(msg)
+            self.backend = backend
+        else:
+            options = {} if threads is None else {"threads": threads}
+            self.backend = get_backend(backend, **options)
+        source = _database_source(database)
         self._n_rows = len(table)
-        if self._n_rows != np.shape(database.latents)[0]:
-            msg = (
-                f"The database table has {self._n_rows} rows but {np.shape(database.latents)[0]} "
-                "latents."
-            )
+        if self._n_rows != len(source):
+            msg = f"The database table has {self._n_rows} rows but {len(source)} latents."
             raise ValueError(msg)
+        self._identical_rtol = identical_rtol(source_dtype(source))
+        self.index_path = self._index_path(index_path)
+        if getattr(self.backend, "supports_index_files", False):
+            self.backend.fit(source, index_path=self.index_path,
+                             provenance=self._provenance(), on_stale=on_stale)
+        else:
+            if self.index_path is not None:
+                msg = (f"index_path applies to the faiss backends; backend "
+                       f"{self.backend.name!r} saves no index.")
+                raise ValueError(msg)
+            if getattr(self.backend, "accepts_latent_sources", False):
+                self.backend.fit(source)
+            else:
+                self.backend.fit(_as_array(source))
         self._objid_order = None
+
+    def _index_path(self, index_path):
+        """The index file to use, or None."""
+        if index_path is None:
+            return None
+        if isinstance(index_path, str) and index_path == "auto":
+            db_path = getattr(self.database, "path", None)
+            name = getattr(self.backend, "index_name", None)
+            if db_path is None or name is None:
+                return None
+            return Path(f"{db_path}.{name}.index")
+        return Path(index_path)
+
+    def _provenance(self):
+        """Database keywords that tie a saved index to the database."""
+        meta = self._meta()
+        prov = {key: meta[key] for key in ("ENCHASH", "LATHASH") if meta.get(key) is not None}
+        db_path = getattr(self.database, "path", None)
+        if db_path is not None:
+            prov["FILE"] = Path(db_path).name
+        return prov
+
+    def _meta(self):
+        meta = getattr(self.database, "meta", None)
+        return self.database.table.meta if meta is None else meta
 
     def __repr__(self):
         return (
@@ -186,10 +289,7 @@ class SimilaritySearcher:
         The morphology scheme of the database (from its ``SCHEME`` header
         keyword), or None when it records none or an unknown one.
         """
-        meta = getattr(self.database, "meta", None)
-        if meta is None:
-            meta = self.database.table.meta
-        name = meta.get("SCHEME")
+        name = self._meta().get("SCHEME")
         if not name:
             return None
         try:
@@ -339,7 +439,7 @@ class SimilaritySearcher:
             for j, qi in enumerate(todo):
                 keep = np.ones(kk, dtype=bool)
                 if skip_identical:
-                    keep &= ~identical_mask(dist[j][None], norms[qi])[0]
+                    keep &= ~identical_mask(dist[j][None], norms[qi], self._identical_rtol)[0]
                 if excluded[qi] is not None:
                     keep &= ~np.isin(idx[j], excluded[qi])
                 if keep.sum() >= k or kk >= self._n_rows:
@@ -458,8 +558,8 @@ class SimilaritySearcher:
             out["target"] = ids[which]
         out["rank"] = rank
         out["objid"] = np.asarray(table["objid"])[rows]
-        out["ra"] = Column(_degrees(table["ra"]).value[rows], unit=u.deg)
-        out["dec"] = Column(_degrees(table["dec"]).value[rows], unit=u.deg)
+        out["ra"] = Column(_degrees(table["ra"][rows]).value, unit=u.deg)
+        out["dec"] = Column(_degrees(table["dec"][rows]).value, unit=u.deg)
         out["morphology"] = np.asarray(table["morphology"])[rows]
         out["type_index"] = np.asarray(table["type_index"])[rows]
         out["Sp"] = Column(sp, description="similarity (1 - distance / background distance) x 100")
@@ -473,9 +573,10 @@ class SimilaritySearcher:
 
     def _result_meta(self, k):
         meta = {"K": k, "BACKEND": getattr(self.backend, "name", None) or "custom"}
-        db_meta = getattr(self.database, "meta", None)
-        if db_meta is None:
-            db_meta = self.database.table.meta
+        exact = getattr(self.backend, "exact", None)
+        if exact is not None:
+            meta["EXACTNN"] = bool(exact)
+        db_meta = self._meta()
         for key in ("ENCODER", "ENCHASH", "SCHEME"):
             if key in db_meta:
                 meta[key] = db_meta[key]

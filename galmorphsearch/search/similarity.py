@@ -21,8 +21,10 @@ the target's background, and Sp is negative for galaxies farther than that.
 
 import numpy as np
 
+from ._sources import as_latent_source
+
 __all__ = ["similarity_percent", "exact_neighbours", "database_h_similarity",
-           "IDENTICAL_RTOL", "identical_mask"]
+           "IDENTICAL_RTOL", "IDENTICAL_RTOL_FLOAT16", "identical_mask"]
 
 #: Default number of database rows compared at once by `exact_neighbours`.
 DEFAULT_CHUNK_SIZE = 32768
@@ -32,10 +34,14 @@ DEFAULT_CHUNK_SIZE = 32768
 #: by float32 rounding (about 1e-6), never by a galaxy-to-galaxy distance.
 IDENTICAL_RTOL = 1e-5
 
+#: The same for database latents stored as float16, whose rounding moves a
+#: latent by up to ``2**-11`` of its norm.
+IDENTICAL_RTOL_FLOAT16 = 2.0**-10
 
-def identical_mask(distances, query_norms):
+
+def identical_mask(distances, query_norms, rtol=None):
     """
-    Which neighbours are the query's own image, up to float32 rounding.
+    Which neighbours are the query's own image, up to float rounding.
 
     Parameters
     ----------
@@ -43,16 +49,28 @@ def identical_mask(distances, query_norms):
         ``(Q, k)`` Euclidean distances of each query to its neighbours.
     query_norms : `~numpy.ndarray`
         ``(Q,)`` Euclidean norms of the query latents.
+    rtol : float, optional
+        The tolerance relative to the query's norm; default
+        ``IDENTICAL_RTOL``, suited to latents stored as float32. Latents
+        stored as float16 are rounded by up to ``2**-11`` of their norm and
+        need ``IDENTICAL_RTOL_FLOAT16``.
 
     Returns
     -------
     mask : `~numpy.ndarray`
-        ``(Q, k)`` boolean, `True` where the distance is at most
-        ``IDENTICAL_RTOL`` times the query's norm (or exactly 0).
+        ``(Q, k)`` boolean, `True` where the distance is at most ``rtol``
+        times the query's norm (or exactly 0).
     """
+    rtol = IDENTICAL_RTOL if rtol is None else float(rtol)
     distances = np.asarray(distances, dtype=np.float64)
-    tol = IDENTICAL_RTOL * np.asarray(query_norms, dtype=np.float64).reshape(-1, 1)
+    tol = rtol * np.asarray(query_norms, dtype=np.float64).reshape(-1, 1)
     return distances <= tol
+
+
+def identical_rtol(dtype):
+    """The `identical_mask` tolerance for database latents stored as ``dtype``."""
+    return IDENTICAL_RTOL_FLOAT16 if np.dtype(dtype).itemsize < 4 else IDENTICAL_RTOL
+
 
 # At most this many elements in one (queries x database rows) block of scores
 # (float32, so 64 MiB per block).
@@ -179,60 +197,104 @@ def _check_k(k, n_available, what="database row(s) that can be returned"):
 
 def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
     """
-    Core of `exact_neighbours` on checked float32 arrays.
+    Core of `exact_neighbours` on checked float32 queries.
 
-    A fast float32 pass ranks ``||b||^2 - 2 a.b`` (the query norm does not
-    change the order) in blocks, keeps ``k`` plus a few extra candidates per
-    query, and the candidates are then re-ranked on exact float64 distances.
+    ``database`` is a float32 array or a latent source (see
+    ``galmorphsearch.search._sources``); ``db_sqnorms`` its squared row norms
+    (float64), or None to compute them block by block. The database is read
+    once, block by block (the outer loop), and each block is compared with
+    all queries in bounded blocks of queries (the inner loop), so a
+    memory-mapped store is streamed once per call. A fast float32 pass ranks
+    ``||b||^2 - 2 a.b`` (the query norm does not change the order), keeps
+    ``k`` plus a few extra candidates per query, and the candidates are then
+    re-ranked on exact float64 distances (`_rerank`).
     """
-    n_q, n_db = queries.shape[0], database.shape[0]
+    source = as_latent_source(database)
+    n_q, n_db = queries.shape[0], len(source)
     n_cand = min(k + _EXTRA_CANDIDATES, n_db)
     q_chunk = max(1, min(n_q, _MAX_BLOCK_ELEMENTS // min(chunk_size, n_db)))
-    db_sqnorms32 = db_sqnorms.astype(np.float32)
-    out_idx = np.empty((n_q, k), dtype=np.int64)
-    out_dist = np.empty((n_q, k), dtype=np.float64)
-
-    for q0 in range(0, n_q, q_chunk):
-        q1 = min(q0 + q_chunk, n_q)
-        q = queries[q0:q1]
-        rows = np.arange(q1 - q0)
-        best_idx = None
-        best_score = None
-        for d0 in range(0, n_db, chunk_size):
-            d1 = min(d0 + chunk_size, n_db)
-            scores = q @ database[d0:d1].T  # float32 BLAS
+    # Running best candidates of every query; -1 marks an empty slot.
+    best_idx = np.full((n_q, n_cand), -1, dtype=np.int64)
+    best_score = np.full((n_q, n_cand), np.inf, dtype=np.float32)
+    for d0, block in source.iter_chunks(chunk_size):
+        block = np.asarray(block, dtype=np.float32)
+        nc = block.shape[0]
+        d1 = d0 + nc
+        if db_sqnorms is None:
+            sqn = _squared_norms(block).astype(np.float32)
+        else:
+            sqn = db_sqnorms[d0:d1].astype(np.float32)
+        for q0 in range(0, n_q, q_chunk):
+            q1 = min(q0 + q_chunk, n_q)
+            scores = queries[q0:q1] @ block.T  # float32 BLAS
             scores *= -2.0
-            scores += db_sqnorms32[np.newaxis, d0:d1]
+            scores += sqn[np.newaxis, :]
             if exclude is not None:
                 ex = exclude[q0:q1]
-                hit = (ex >= d0) & (ex < d1)
-                scores[rows[hit], ex[hit] - d0] = np.inf
-            nc = d1 - d0
+                hit = np.flatnonzero((ex >= d0) & (ex < d1))
+                scores[hit, ex[hit] - d0] = np.inf
             if nc > n_cand:
                 part = np.argpartition(scores, n_cand - 1, axis=1)[:, :n_cand]
             else:
                 part = np.broadcast_to(np.arange(nc), (q1 - q0, nc))
-            cand_score = np.take_along_axis(scores, part, axis=1)
-            cand_idx = part + d0
-            if best_idx is None:
-                best_idx, best_score = cand_idx, cand_score
-            else:
-                best_idx = np.concatenate([best_idx, cand_idx], axis=1)
-                best_score = np.concatenate([best_score, cand_score], axis=1)
-                if best_idx.shape[1] > n_cand:
-                    part = np.argpartition(best_score, n_cand - 1, axis=1)[:, :n_cand]
-                    best_idx = np.take_along_axis(best_idx, part, axis=1)
-                    best_score = np.take_along_axis(best_score, part, axis=1)
+            cand_score = np.concatenate(
+                [best_score[q0:q1], np.take_along_axis(scores, part, axis=1)], axis=1)
+            cand_idx = np.concatenate([best_idx[q0:q1], part + d0], axis=1)
+            keep = np.argpartition(cand_score, n_cand - 1, axis=1)[:, :n_cand]
+            best_idx[q0:q1] = np.take_along_axis(cand_idx, keep, axis=1)
+            best_score[q0:q1] = np.take_along_axis(cand_score, keep, axis=1)
+    idx, dist = _rerank(queries, best_idx, k, source, exclude)
+    return idx, dist
 
-        # Exact float64 re-ranking of the candidates.
-        diff = database[best_idx].astype(np.float64)
-        diff -= q[:, np.newaxis, :].astype(np.float64)
-        dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+
+def _rerank(queries, candidates, k, source, exclude=None):
+    """
+    Exact float64 re-ranking of candidate rows.
+
+    Parameters
+    ----------
+    queries : `~numpy.ndarray`, shape (Q, D)
+        The queries.
+    candidates : `~numpy.ndarray`, shape (Q, C), int64
+        Distinct candidate database rows per query, -1 for none (faiss pads
+        short results with -1).
+    k : int
+        Neighbours kept per query (``k <= C``).
+    source : latent source
+        Where the candidate rows are read (``take``).
+    exclude : `~numpy.ndarray`, shape (Q,), optional
+        A row per query that must not be returned (-1 for none).
+
+    Returns
+    -------
+    indices, distances : `~numpy.ndarray`, shape (Q, k)
+        Nearest first, ties by row number; where a query has fewer than k
+        valid candidates the remaining entries are -1 and ``inf``.
+    """
+    n_q, n_c = candidates.shape
+    dim = queries.shape[1]
+    out_idx = np.full((n_q, k), -1, dtype=np.int64)
+    out_dist = np.full((n_q, k), np.inf, dtype=np.float64)
+    block = max(1, _MAX_BLOCK_ELEMENTS // 4 // max(1, n_c * dim))
+    for q0 in range(0, n_q, block):
+        q1 = min(q0 + block, n_q)
+        cand = candidates[q0:q1]
+        valid = cand >= 0
         if exclude is not None:
-            dist[best_idx == exclude[q0:q1, np.newaxis]] = np.inf
-        order = np.lexsort((best_idx, dist), axis=1)[:, :k]
-        out_idx[q0:q1] = np.take_along_axis(best_idx, order, axis=1)
-        out_dist[q0:q1] = np.take_along_axis(dist, order, axis=1)
+            valid &= cand != exclude[q0:q1, np.newaxis]
+        rows, inverse = np.unique(np.where(valid, cand, 0).ravel(), return_inverse=True)
+        vectors = np.asarray(source.take(rows), dtype=np.float64)
+        diff = vectors[inverse.reshape(-1)].reshape(q1 - q0, n_c, dim)
+        diff -= queries[q0:q1, np.newaxis, :].astype(np.float64)
+        dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        dist[~valid] = np.inf
+        ranked = np.where(valid, cand, np.iinfo(np.int64).max)
+        order = np.lexsort((ranked, dist), axis=1)[:, :k]
+        idx = np.take_along_axis(cand, order, axis=1)
+        dist = np.take_along_axis(dist, order, axis=1)
+        idx[~np.isfinite(dist)] = -1
+        out_idx[q0:q1] = idx
+        out_dist[q0:q1] = dist
     return out_idx, out_dist
 
 

@@ -20,6 +20,8 @@ __all__ = [
     "RemoteServiceError",
     "EncoderMismatchError",
     "DatabaseFormatError",
+    "StaleIndexError",
+    "StaleIndexWarning",
 ]
 
 
@@ -42,6 +44,15 @@ class CatalogWarning(GalMorphSearchWarning):
 
 class NoResultsWarning(GalMorphSearchWarning):
     """A remote query returned no data."""
+
+
+class StaleIndexWarning(GalMorphSearchWarning):
+    """
+    A saved search index no longer matches its database and is rebuilt.
+
+    The message says why (rows, latent dimension, encoder, latent content or
+    index parameters differ, or the index file is damaged).
+    """
 
 
 class CatalogFormatError(ValueError):
@@ -67,3 +78,12 @@ class EncoderMismatchError(ValueError):
 
 class DatabaseFormatError(ValueError):
     """A latent database file is corrupted or is not a galmorphsearch database."""
+
+
+class StaleIndexError(ValueError):
+    """
+    A saved search index no longer matches its database.
+
+    Raised instead of rebuilding the index when asked for
+    (``on_stale='raise'``); a stale index is never used.
+    """

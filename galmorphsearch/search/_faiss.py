@@ -1,0 +1,284 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+faiss helpers: the lazy import, a latent source over a faiss index, and
+index files with their JSON sidecars.
+
+An index saved for a database is two files: ``<name>.index``, written by
+``faiss.write_index`` (faiss's own binary format; no pickle), and
+``<name>.index.json``, a sidecar that ties it to the latents it was built
+from (rows, latent dimension, storage dtype, encoder hash, a content hash of
+the latents in row order), records the build parameters and the size and
+SHA-256 of the index file. Both are written atomically.
+"""
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from astropy.time import Time
+
+from ..utils import atomic_path
+from ._sources import latent_hash, source_dtype
+
+__all__ = []
+
+log = logging.getLogger(__name__)
+
+#: ``format`` of a sidecar written by galmorphsearch.
+SIDECAR_FORMAT = "galmorphsearch-index"
+
+#: Version of the sidecar layout; another version makes an index stale.
+SIDECAR_VERSION = 1
+
+_INSTALL_HINT = 'pip install "galmorphsearch[scale]"'
+
+
+def import_faiss():
+    """The faiss module, or an ImportError saying how to install it."""
+    try:
+        import faiss
+    except ImportError as exc:
+        msg = (
+            "The faiss search backends need the optional package faiss (faiss-cpu), "
+            f"which is not installed; install it with {_INSTALL_HINT} (the 'scale' extra), "
+            "or use backend='exact'."
+        )
+        raise ImportError(msg) from exc
+    return faiss
+
+
+class IndexLatents:
+    """A latent source over the vectors stored in a faiss index (Flat, IVF-Flat, HNSW-Flat)."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, index):
+        self.index = index
+
+    def __len__(self):
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self):
+        return int(self.index.d)
+
+    def iter_chunks(self, chunk_rows):
+        n = len(self)
+        chunk_rows = max(1, int(chunk_rows))
+        for start in range(0, n, chunk_rows):
+            yield start, self.index.reconstruct_n(start, min(chunk_rows, n - start))
+
+    def take(self, indices):
+        return self.index.reconstruct_batch(np.asarray(indices, dtype=np.int64))
+
+
+def sidecar_path(index_path):
+    """The JSON sidecar of an index file."""
+    return Path(f"{index_path}.json")
+
+
+def file_sha256(path, block=1 << 24):
+    """SHA-256 (hex) of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Provenance:
+    """
+    What ties an index to the latents of a database.
+
+    Parameters
+    ----------
+    source : latent source
+        The database latents.
+    meta : dict, optional
+        Database keywords: ``ENCHASH`` (encoder weights hash), ``LATHASH``
+        (content hash of the latents, when the database carries one) and
+        ``FILE`` (the database file name, recorded for information only).
+    """
+
+    def __init__(self, source, meta=None):
+        meta = dict(meta or {})
+        self.source = source
+        enchash = meta.get("ENCHASH")
+        self.fields = {
+            "NROWS": len(source),
+            "LATDIM": int(source.dim),
+            "LATTYPE": str(source_dtype(source)),
+            "ENCHASH": None if enchash is None else str(enchash),
+        }
+        self.file = None if meta.get("FILE") is None else str(meta["FILE"])
+        keyword = meta.get("LATHASH")
+        self.keyword_hash = None if keyword is None else str(keyword)
+        self._computed = None
+
+    def computed_hash(self):
+        """`latent_hash` of the source (computed once, streaming)."""
+        if self._computed is None:
+            self._computed = latent_hash(self.source)
+        return self._computed
+
+    def record(self):
+        """The ``database`` entry of a sidecar."""
+        if self.keyword_hash is not None:
+            lathash, origin = self.keyword_hash, "keyword"
+        else:
+            lathash, origin = self.computed_hash(), "computed"
+        return {**self.fields, "LATHASH": lathash, "LATHSRC": origin, "FILE": self.file}
+
+    def differences(self, recorded, with_hash=True):
+        """Reasons why ``recorded`` (a sidecar's ``database``) does not match."""
+        reasons = []
+        labels = {"NROWS": "rows", "LATDIM": "latent dimension", "LATTYPE": "latent dtype",
+                  "ENCHASH": "encoder hash"}
+        for key, label in labels.items():
+            if recorded.get(key) != self.fields[key]:
+                reasons.append(f"{label} {recorded.get(key)!r} in the index, "
+                               f"{self.fields[key]!r} in the database")
+        if reasons or not with_hash:
+            return reasons
+        if recorded.get("LATHSRC") == "keyword" and self.keyword_hash is not None:
+            current = self.keyword_hash
+        else:
+            current = self.computed_hash()
+        if str(recorded.get("LATHASH")) != current:
+            reasons.append("the latents differ (content hash "
+                           f"{recorded.get('LATHASH')!r} in the index, {current!r} now)")
+        return reasons
+
+
+def check_index_file(index_path, provenance, backend_name, params):
+    """
+    Whether an index file may be used for these latents.
+
+    Parameters
+    ----------
+    index_path : path
+        The index file.
+    provenance : `Provenance`
+        The latents it must match.
+    backend_name : str
+        The backend that asks (``'faiss-ivf'``, ...).
+    params : dict
+        Build parameters that must match; None values match anything.
+
+    Returns
+    -------
+    state : str
+        ``'missing'`` (no index file), ``'ok'``, ``'stale'`` (ours, but it
+        does not match) or ``'foreign'`` (a file that galmorphsearch did not
+        write: never overwritten).
+    reason : str
+        Why, for messages.
+    info : dict or None
+        The sidecar, when it was read.
+    """
+    index_path = Path(index_path)
+    side = sidecar_path(index_path)
+    try:
+        info = json.loads(side.read_text())
+    except FileNotFoundError:
+        info = None
+        why = f"it has no sidecar {side.name}"
+    except (OSError, ValueError) as exc:
+        info = None
+        why = f"its sidecar {side.name} is not readable JSON ({exc})"
+    else:
+        why = f"its sidecar {side.name} was not written by galmorphsearch"
+        if not isinstance(info, dict) or info.get("format") != SIDECAR_FORMAT:
+            info = None
+    if not index_path.exists():
+        if side.exists() and info is None:
+            return "foreign", f"there is a file {side} that is not a galmorphsearch sidecar", None
+        return "missing", f"there is no index file {index_path}", info
+    if info is None:
+        return "foreign", why, None
+    if info.get("version") != SIDECAR_VERSION:
+        return "stale", f"it has sidecar version {info.get('version')!r}", info
+    if info.get("backend") != backend_name:
+        return "stale", f"it is a {info.get('backend')!r} index, not {backend_name!r}", info
+    reasons = []
+    recorded = info.get("params") or {}
+    for key, value in params.items():
+        if value is not None and recorded.get(key) != value:
+            reasons.append(f"{key}={recorded.get(key)!r} in the index, {value!r} asked for")
+    database = info.get("database") or {}
+    reasons += provenance.differences(database, with_hash=False)
+    if not reasons:
+        size = index_path.stat().st_size
+        if size != info.get("index_size") or file_sha256(index_path) != info.get("index_sha256"):
+            reasons.append("the index file does not match its sidecar (damaged or replaced)")
+    if not reasons:
+        reasons += provenance.differences(database)
+    if reasons:
+        return "stale", "; ".join(reasons), info
+    return "ok", "up to date", info
+
+
+def write_index_files(faiss, index, index_path, *, backend_name, factory, params,
+                      database, overwrite=False):
+    """
+    Write an index and its sidecar, each atomically.
+
+    Parameters
+    ----------
+    faiss : module
+        The faiss module.
+    index : faiss index
+        The index to save.
+    index_path : path
+        The index file; the sidecar is ``index_path + '.json'``.
+    backend_name, factory : str
+        Recorded in the sidecar.
+    params : dict
+        Build and search parameters, recorded.
+    database : dict
+        The ``database`` entry (`Provenance.record`).
+    overwrite : bool, optional
+        Replace existing files.
+
+    Returns
+    -------
+    info : dict
+        The sidecar as written.
+
+    Raises
+    ------
+    FileExistsError
+        If either file exists and ``overwrite`` is False.
+    """
+    from .. import __version__
+
+    index_path = Path(index_path)
+    side = sidecar_path(index_path)
+    for path in (index_path, side):
+        if path.exists() and not overwrite:
+            msg = f"{path} already exists; pass overwrite=True to replace it"
+            raise FileExistsError(msg)
+    with atomic_path(index_path, overwrite=overwrite) as tmp:
+        faiss.write_index(index, str(tmp))
+        size = tmp.stat().st_size
+        sha = file_sha256(tmp)
+    info = {
+        "format": SIDECAR_FORMAT,
+        "version": SIDECAR_VERSION,
+        "backend": backend_name,
+        "factory": factory,
+        "params": params,
+        "index_file": index_path.name,
+        "index_size": size,
+        "index_sha256": sha,
+        "faiss_version": getattr(faiss, "__version__", None),
+        "gms_version": __version__,
+        "created": Time.now().utc.isot[:19],
+        "database": database,
+    }
+    with atomic_path(side, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+    log.info("Saved the %s index %s (%d bytes) and its sidecar.", backend_name, index_path, size)
+    return info
