@@ -326,9 +326,9 @@ def test_backend_option_errors(faiss):
 
     with pytest.raises(ValueError, match=r"choose one of \['flat', 'ivf', 'hnsw'\]"):
         FaissBackend("pq")
-    with pytest.raises(ValueError, match="nlist do"):
+    with pytest.raises(ValueError, match="nlist does not apply"):
         FaissBackend("flat", nlist=4)
-    with pytest.raises(ValueError, match="ef_search do"):
+    with pytest.raises(ValueError, match="ef_search does not apply"):
         get_backend("faiss-ivf", ef_search=4)
     with pytest.raises(ValueError, match="at least 1"):
         FaissBackend("ivf", nprobe=0)
@@ -669,3 +669,34 @@ def test_searcher_auto_uses_index_beside_database(faiss, tmp_path):
     again = SimilaritySearcher(db, backend=AutoBackend(max_exact_rows=100))
     assert again.backend.backend.index_state == "loaded"
     assert again.search_latents(lat[0] + 0.1, lat[0] + 4, k=2).meta["BACKEND"] == "faiss-ivf"
+
+
+def test_index_kept_in_memory_when_it_cannot_be_saved(faiss, tmp_path, monkeypatch):
+    from galmorphsearch.search import backends
+    from galmorphsearch.utils import GalMorphSearchWarning
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(backends, "write_index_files", read_only)
+    lat = clustered(300)
+    db = StandIn(make_table(lat), path=tmp_path / "shared.fits")
+    with pytest.warns(GalMorphSearchWarning, match="kept in memory only"):
+        searcher = SimilaritySearcher(db, backend="faiss-hnsw")
+    assert searcher.index_path is None and searcher.backend.index_state == "built"
+    assert searcher.search_latents(lat[1] + 0.1, lat[1] + 4, k=2)["objid"][0] == 5001
+    with pytest.raises(PermissionError):
+        searcher.backend.save(tmp_path / "x.index")
+    assert not list(tmp_path.iterdir())
+
+
+def test_storage_dtype_alone_does_not_make_an_index_stale(faiss, tmp_path):
+    from galmorphsearch.search import FaissBackend
+
+    lat = clustered(500).astype(np.float16)
+    path = tmp_path / "h.index"
+    FaissBackend("hnsw").fit(CountingSource(lat, dtype=np.float16), index_path=path)
+    assert sidecar(path)["database"]["LATTYPE"] == "float16"
+    # The same values, read as float32 (a database read into memory).
+    again = FaissBackend("hnsw").fit(lat.astype(np.float32), index_path=path, on_stale="raise")
+    assert again.index_state == "loaded"

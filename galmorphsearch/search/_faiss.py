@@ -134,8 +134,9 @@ class Provenance:
     def differences(self, recorded, with_hash=True):
         """Reasons why ``recorded`` (a sidecar's ``database``) does not match."""
         reasons = []
-        labels = {"NROWS": "rows", "LATDIM": "latent dimension", "LATTYPE": "latent dtype",
-                  "ENCHASH": "encoder hash"}
+        # LATTYPE is recorded for information only: the content hash is that of
+        # the float32 values, whatever the storage dtype.
+        labels = {"NROWS": "rows", "LATDIM": "latent dimension", "ENCHASH": "encoder hash"}
         for key, label in labels.items():
             if recorded.get(key) != self.fields[key]:
                 reasons.append(f"{label} {recorded.get(key)!r} in the index, "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import StaleIndexError, StaleIndexWarning
+from ..utils import GalMorphSearchWarning, StaleIndexError, StaleIndexWarning
 from ._faiss import (
     IndexLatents,
     Provenance,
@@ -390,7 +390,8 @@ class FaissBackend(SearchBackend):
     kind : {'flat', 'ivf', 'hnsw'}, optional
         The kind of index.
     nlist : int, optional
-        IVF: number of lists (default `auto_nlist`: about ``4 sqrt(N)``).
+        IVF: number of lists (default: about ``4 sqrt(N)`` rounded to a power of two,
+        at most ``N // 39``).
         The lists are trained by k-means on at most ``64 * nlist`` rows
         drawn with ``seed``.
     nprobe : int, optional
@@ -451,7 +452,8 @@ class FaissBackend(SearchBackend):
         wrong = [key for key, value in given.items()
                  if value is not None and key not in self._KIND_PARAMS.get(kind, ())]
         if wrong:
-            msg = f"{', '.join(wrong)} do(es) not apply to a faiss {kind!r} index."
+            verb = "does" if len(wrong) == 1 else "do"
+            msg = f"{', '.join(wrong)} {verb} not apply to a faiss {kind!r} index."
             raise ValueError(msg)
         target_recall = float(target_recall)
         if not 0.0 < target_recall <= 1.0:
@@ -667,7 +669,7 @@ class FaissBackend(SearchBackend):
         provenance : dict, optional
             Database keywords recorded in and checked against the sidecar:
             ``ENCHASH``, ``LATHASH`` (a content hash the database carries;
-            without one, `~galmorphsearch.search._sources.latent_hash` is
+            without one, the SHA-256 of the float32 latents, ``latent_hash``, is
             computed from the latents) and ``FILE`` (for information).
         on_stale : {'rebuild', 'raise'}, optional
             What to do with a stale index file: rebuild the index and
@@ -679,8 +681,11 @@ class FaissBackend(SearchBackend):
         -------
         self : `FaissBackend`
             The fitted backend; ``index_state`` says whether the index was
-            ``'built'``, ``'loaded'``, ``'saved'`` (built and written) or
-            ``'rebuilt'`` (a stale file replaced).
+            ``'built'`` (in memory only), ``'loaded'``, ``'saved'`` (built and
+            written) or ``'rebuilt'`` (a stale file replaced). When the files
+            cannot be written (a read-only folder), a
+            `~galmorphsearch.utils.GalMorphSearchWarning` says so and the
+            index is kept in memory.
 
         Raises
         ------
@@ -730,7 +735,19 @@ class FaissBackend(SearchBackend):
                     StaleIndexWarning, stacklevel=2,
                 )
             self._build(source)
-            self._write(index_path, prov, overwrite=True)
+            try:
+                self._write(index_path, prov, overwrite=True)
+            except FileExistsError:
+                raise
+            except OSError as exc:
+                # A read-only folder beside a shared database: search anyway.
+                warnings.warn(
+                    f"Could not save the {self.name} index to {index_path} ({exc}); it is "
+                    "kept in memory only.", GalMorphSearchWarning, stacklevel=2,
+                )
+                self.index_info = None
+                self.index_state = "built"
+                return self
             self.index_state = "rebuilt" if state == "stale" else "saved"
         return self
 
@@ -930,6 +947,11 @@ class AutoBackend(SearchBackend):
     def n_rows(self):
         """Number of database rows (0 before `fit`)."""
         return 0 if self.backend is None else self.backend.n_rows
+
+    @property
+    def index_info(self):
+        """The sidecar of the index file in use, or None (see `FaissBackend.fit`)."""
+        return getattr(self.backend, "index_info", None)
 
     @property
     def latent_dim(self):

@@ -156,6 +156,15 @@ class SimilaritySearcher:
         `~galmorphsearch.utils.StaleIndexError`. A stale index is never
         used.
 
+    Attributes
+    ----------
+    backend : `SearchBackend`
+        The fitted backend; its ``name`` is in the ``BACKEND`` keyword of
+        every result, with ``EXACTNN`` saying whether it is exact.
+    index_path : `~pathlib.Path` or None
+        The index file in use, or None when the index (if any) lives in
+        memory only.
+
     Raises
     ------
     ~galmorphsearch.utils.EncoderMismatchError
@@ -220,6 +229,8 @@ class SimilaritySearcher:
         if getattr(self.backend, "supports_index_files", False):
             self.backend.fit(source, index_path=self.index_path,
                              provenance=self._provenance(), on_stale=on_stale)
+            if getattr(self.backend, "index_info", None) is None:
+                self.index_path = None  # no index file is in use
         else:
             if self.index_path is not None:
                 msg = (f"index_path applies to the faiss backends; backend "
