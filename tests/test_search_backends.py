@@ -700,3 +700,15 @@ def test_storage_dtype_alone_does_not_make_an_index_stale(faiss, tmp_path):
     # The same values, read as float32 (a database read into memory).
     again = FaissBackend("hnsw").fit(lat.astype(np.float32), index_path=path, on_stale="raise")
     assert again.index_state == "loaded"
+
+
+def test_faiss_after_torch(faiss):
+    """torch and faiss each bring an OpenMP runtime: both work in one process."""
+    torch = pytest.importorskip("torch")
+    from galmorphsearch.search import FaissBackend
+
+    lat = clustered(800)
+    backend = FaissBackend("ivf", threads=1).fit(lat)
+    x = torch.from_numpy(lat[:4]) @ torch.from_numpy(lat[:4]).T
+    idx, _ = backend.search(lat[:4], 1)
+    assert_array_equal(idx[:, 0], np.arange(4)) and x.shape == (4, 4)
