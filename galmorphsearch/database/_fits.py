@@ -20,6 +20,9 @@ ORIGIN = "galmorphsearch"
 
 _CHECKSUM_MESSAGES = ("checksum verification failed", "datasum verification failed")
 
+#: About how many bytes of table rows the chunked reader and writer handle at once.
+CHUNK_BYTES = 64 * 2**20
+
 
 def _table_hdu(table, comments=None):
     """The ``LATENTS`` binary table HDU of ``table`` (header comments set)."""
@@ -280,7 +283,7 @@ def _chunk_table(header, raw, n):
     return Table.read(hdu, mask_invalid=True)
 
 
-def read_fits_catalog(path, chunk_bytes=64 * 2**20):
+def read_fits_catalog(path, chunk_bytes=None):
     """
     Read the catalog columns of a database file, chunk by chunk.
 
@@ -294,7 +297,7 @@ def read_fits_catalog(path, chunk_bytes=64 * 2**20):
     path : str or path-like
         The database file.
     chunk_bytes : int, optional
-        Bytes read at once.
+        Bytes read at once; default `CHUNK_BYTES`.
 
     Returns
     -------
@@ -313,6 +316,7 @@ def read_fits_catalog(path, chunk_bytes=64 * 2**20):
         is truncated or holds NaN or infinite latents.
     """
     path = Path(path)
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     layout = fits_layout(path)
     header = layout["header"].copy()
     missing = [key for key in ("CHECKSUM", "DATASUM") if key not in header]
@@ -409,7 +413,7 @@ def _hdu_data_bytes(hdu):
 
 
 def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
-                         lattype="float32", descriptions=None, chunk_bytes=64 * 2**20):
+                         lattype="float32", descriptions=None, chunk_bytes=None):
     """
     Write a database whose latents are read from latent sources, in chunks.
 
@@ -439,7 +443,8 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
     descriptions : dict, optional
         Column descriptions of the latent columns.
     chunk_bytes : int, optional
-        About how many bytes of table rows are converted at once.
+        About how many bytes of table rows are converted at once; default
+        `CHUNK_BYTES`.
 
     Returns
     -------
@@ -448,6 +453,7 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
     """
     import hashlib
 
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     n = len(table)
     for name, source in sources.items():
         if len(source) != n:
