@@ -21,7 +21,7 @@ ORIGIN = "galmorphsearch"
 _CHECKSUM_MESSAGES = ("checksum verification failed", "datasum verification failed")
 
 #: About how many bytes of table rows the chunked reader and writer handle at once.
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 16 * 2**20
 
 
 def _table_hdu(table, comments=None):
@@ -279,7 +279,8 @@ def _chunk_table(header, raw, n):
     """Decode ``n`` raw rows with astropy, as `Table.read` would."""
     header = header.copy()
     header["NAXIS2"] = n
-    hdu = fits.BinTableHDU.fromstring(header.tostring().encode("ascii") + bytes(raw), uint=True)
+    hdu = fits.BinTableHDU.fromstring(b"".join([header.tostring().encode("ascii"), raw]),
+                                      uint=True)
     return Table.read(hdu, mask_invalid=True)
 
 

@@ -37,7 +37,7 @@ __all__ = ["LatentSource", "ArrayLatents", "FITSLatents", "HDF5Latents", "as_lat
 
 #: The default chunk of `LatentSource.iter_chunks` holds about this many
 #: bytes of float32 latents (and a file source reads about as many).
-DEFAULT_CHUNK_BYTES = 64 * 2**20
+DEFAULT_CHUNK_BYTES = 16 * 2**20
 
 #: Value of the ``LATTYPE`` keyword for half-precision latents.
 FLOAT16 = "float16"
@@ -465,6 +465,12 @@ class FITSLatents(_FileSource):
     @property
     def dtype(self):
         return self._dtype
+
+    def _default_rows(self, chunk_rows):
+        if chunk_rows is None:
+            # Whole table rows are read: bound the raw buffer, not just the latents.
+            return max(1, min(len(self), DEFAULT_CHUNK_BYTES // max(self._row_bytes, 1)))
+        return super()._default_rows(chunk_rows)
 
     def _record_dtype(self):
         # The raw float16 bits are read directly as big-endian half floats.
