@@ -377,6 +377,11 @@ def test_out_of_core_write_streams(db, tmp_path, small_chunks, dtype):
     assert h5.lathash == mem.lathash
     np.testing.assert_array_equal(h5.latents, mem.latents)
     assert h5.meta == db.meta
+    # Written over its own file, a database goes on reading the new file.
+    expected = mem.latents
+    mem.write(source, overwrite=True, dtype="float32")
+    assert mem.latent_dtype == np.float32 and mem.lathash == latent_hash(expected)
+    np.testing.assert_array_equal(mem.latents, expected)
 
 
 def test_append_to_file_keeps_format_and_precision(db, tmp_path):

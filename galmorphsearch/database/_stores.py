@@ -118,7 +118,8 @@ class LatentSource(abc.ABC):
         ----------
         chunk_rows : int, optional
             Rows per chunk (the last chunk may be shorter). Default: about
-            `DEFAULT_CHUNK_BYTES` of float32 per chunk.
+            16 MiB of float32 latents per chunk (for a FITS file, 16 MiB of
+            table rows).
 
         Yields
         ------
@@ -196,12 +197,14 @@ class LatentSource(abc.ABC):
         The ``LATHASH`` of these latents (see `latent_hash`).
 
         File sources return the value recorded in the file when there is
-        one; otherwise it is computed with one pass over the latents.
+        one; otherwise it is computed with one pass over the latents (once
+        for a file, on each access for an array, which may change).
         """
         value = getattr(self, "_lathash", None)
         if value is None:
             value = latent_hash(self)
-            self._lathash = value
+            if isinstance(self, _FileSource):
+                self._lathash = value
         return value
 
     def __repr__(self):
@@ -506,12 +509,10 @@ class FITSLatents(_FileSource):
         rows = np.empty((uniq.size, self._dim), dtype=np.float32)
         buf = bytearray(nbytes)
         with open(self.path, "rb", buffering=0) as f:
-            fd = f.fileno()
             base = self._data_offset + self._field_offset
             for i, row in enumerate(uniq.tolist()):
-                got = os.preadv(fd, [buf], base + row * self._row_bytes)
-                if got != nbytes:
-                    raise _truncated_error(self.path)
+                f.seek(base + row * self._row_bytes)
+                _read_exactly(f, memoryview(buf), self.path)
                 rows[i] = np.frombuffer(buf, dtype=cell)
         self._check_rows(rows, 0, uniq)
         return rows[inverse.reshape(-1)]
@@ -624,10 +625,6 @@ def _hdf5_read_error(path, column, start, n, exc):
     msg = (f"{path}: reading rows {start}..{start + n - 1} of {column!r} failed; the file is "
            f"corrupted or truncated ({exc}).")
     return DatabaseFormatError(msg)
-
-
-def _truncated_error(path):
-    return DatabaseFormatError(f"{path} is truncated: the table data end early.")
 
 
 def _advise_sequential(f):

@@ -619,6 +619,13 @@ class LatentDatabase:
             extra = {} if fmt == "hdf5" else {"comments": _COMMENTS}
             writer(catalog, sources, path, overwrite=overwrite, lattype=lattype,
                    descriptions=descriptions, **extra)
+            if self._sources and Path(path).resolve() == self._path.resolve():
+                # Written over its own file: read the latents from the new one.
+                reader = HDF5Latents if fmt == "hdf5" else FITSLatents
+                self._sources = {name: reader(path, name) for name in _LATENT_COLUMNS}
+                for source in self._sources.values():
+                    source._validated = True
+                self._lathash = self._sources["latent"].lathash
             return
         table.meta["LATHASH"] = latent_hash(self._source("latent"), lattype)
         if lattype == "float16":
