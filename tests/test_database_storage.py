@@ -573,3 +573,17 @@ def test_replaced_file_is_noticed(db, tmp_path, suffix):
         mem.latents  # noqa: B018
     with pytest.raises(DatabaseFormatError, match="replaced or modified"):
         mem.latent_source.take([0])
+
+
+@pytest.mark.parametrize("suffix", [".fits", ".h5"])
+def test_float16_overflow_is_refused(tmp_path, suffix):
+    table = make_table(n=6)
+    table["latent"][2, 3] = 1e5  # beyond float16's 65504
+    db = LatentDatabase(table)
+    with pytest.raises(ValueError, match=r"1 row\(s\) \(first: \[2\]\).*float16 range"):
+        db.write(tmp_path / f"db{suffix}", dtype="float16")
+    assert list(tmp_path.iterdir()) == []
+    mem = LatentDatabase.read(_write(db, tmp_path / f"ok{suffix}"), memmap=True)
+    with pytest.raises(ValueError, match="float16 range"):
+        mem.write(tmp_path / "half.fits", dtype="float16")
+    assert not (tmp_path / "half.fits").exists()

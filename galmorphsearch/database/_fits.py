@@ -151,8 +151,32 @@ def native_float32(column):
 def fits_latent_column(values, lattype):
     """Latents as the array to store in a FITS column for ``lattype``."""
     if lattype == "float16":
-        return np.ascontiguousarray(values, dtype="<f2").view("<i2")
+        return to_float16(values).view("<i2")
     return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def to_float16(values):
+    """
+    Latents rounded to little-endian float16, refusing values it cannot hold.
+
+    Raises
+    ------
+    ValueError
+        If a value is beyond the float16 range (about 65504), where it
+        would become infinite.
+    """
+    values = np.asarray(values)
+    with np.errstate(over="ignore"):
+        half = np.ascontiguousarray(values, dtype="<f2")
+    if values.dtype != half.dtype:
+        overflow = ~np.isfinite(half) & np.isfinite(values)
+        if overflow.any():
+            rows = np.flatnonzero(overflow.reshape(len(values), -1).any(axis=1))
+            msg = (f"Latents of {rows.size} row(s) (first: {rows[:5].tolist()}) exceed the "
+                   f"float16 range (|x| <= {float(np.finfo(np.float16).max):g}); store them as "
+                   "float32.")
+            raise ValueError(msg)
+    return half
 
 
 def lattype_of(header, path):
@@ -460,25 +484,23 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
         if len(source) != n:
             msg = f"The {name!r} source has {len(source)} rows but the table {n}."
             raise ValueError(msg)
-    storage = np.dtype("<f2" if lattype == "float16" else "<f4")
     descriptions = descriptions or {}
 
     def with_latents(rows, latents):
         out = Table(rows, copy=False)
         out.meta = {}
         for name, values in latents.items():
-            out[name] = Column(fits_latent_column(values, lattype), name=name,
-                               description=descriptions.get(name))
+            out[name] = Column(values, name=name, description=descriptions.get(name))
         return out
 
-    template = with_latents(table[:0], {name: np.zeros((0, s.dim), np.float32)
-                                        for name, s in sources.items()})
-    template.meta = dict(table.meta)
-    template.meta["LATHASH"] = "0" * 16
+    template = with_latents(table[:0], {
+        name: fits_latent_column(np.zeros((0, s.dim), np.float32), lattype)
+        for name, s in sources.items()})
+    template.meta = {key: value for key, value in table.meta.items()
+                     if key not in ("LATTYPE", "LATHASH")}
     if lattype == "float16":
         template.meta["LATTYPE"] = "float16"
-    else:
-        template.meta.pop("LATTYPE", None)
+    template.meta["LATHASH"] = "0" * 16
     hdu = _table_hdu(template, comments)
     header = hdu.header
     header["NAXIS2"] = n
@@ -505,9 +527,11 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
                 if got != start:  # pragma: no cover - sources follow the protocol
                     msg = f"The {name!r} source returned rows from {got}, expected {start}."
                     raise RuntimeError(msg)
-                latents[name] = values
+                latents[name] = fits_latent_column(values, lattype)
                 if name == "latent":
-                    digest.update(np.ascontiguousarray(values, dtype=storage).data)
+                    stored = latents[name]
+                    digest.update(np.ascontiguousarray(
+                        stored, dtype=stored.dtype.newbyteorder("<")).data)
             piece = fits.table_to_hdu(with_latents(table[start:start + rows], latents))
             piece_forms = [piece.header.get(f"TFORM{i}")
                            for i in range(1, piece.header["TFIELDS"] + 1)]

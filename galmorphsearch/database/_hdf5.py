@@ -25,7 +25,7 @@ import numpy as np
 from astropy.table import Column, MaskedColumn, Table
 
 from ..utils import DatabaseFormatError, atomic_path
-from ._fits import HDUVERS, ORIGIN
+from ._fits import HDUVERS, ORIGIN, to_float16
 
 __all__ = []
 
@@ -181,7 +181,10 @@ def write_hdf5(table, sources, path, overwrite=False, lattype="float32", descrip
                 dset.attrs["description"] = descriptions[name]
             step = max(rows, (64 * 2**20 // (4 * source.dim)) // rows * rows)
             for start, chunk in source.iter_chunks(step):
-                values = np.ascontiguousarray(chunk, dtype=storage)
+                if lattype == "float16":
+                    values = to_float16(chunk)
+                else:
+                    values = np.ascontiguousarray(chunk, dtype=storage)
                 dset[start:start + len(values)] = values
                 if name == "latent":
                     digest.update(values.data)

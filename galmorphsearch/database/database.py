@@ -591,16 +591,19 @@ class LatentDatabase:
             file). FITS has no 16-bit floats: float16 latents are stored as
             their raw bits in 16-bit integer (``I``) columns, with the
             keyword ``LATTYPE = 'float16'``, and read back exactly by
-            `read`. Float16 halves the file and rounds each value to about
-            3 significant digits; the H-similarity column and statistics
-            are kept as computed from the unrounded latents.
+            `read`. Float16 halves the size of the latents and rounds each
+            value to 11 significant bits (a relative error of at most
+            :math:`2^{-11}`); the H-similarity column and statistics are
+            kept as computed from the unrounded latents.
 
         Raises
         ------
         FileExistsError
             If ``path`` exists and ``overwrite`` is `False`.
         ValueError
-            If ``format`` or ``dtype`` is not one of those listed.
+            If ``format`` or ``dtype`` is not one of those listed, or if a
+            latent is beyond the float16 range (about 65504) when
+            ``dtype='float16'``.
         """
         fmt = _file_format(path, format)
         lattype = storage_dtype(self.latent_dtype if dtype is None else dtype).name
@@ -627,12 +630,14 @@ class LatentDatabase:
                     source._validated = True
                 self._lathash = self._sources["latent"].lathash
             return
-        table.meta["LATHASH"] = latent_hash(self._source("latent"), lattype)
-        if lattype == "float16":
-            table.meta["LATTYPE"] = "float16"
         for name in _LATENT_COLUMNS:
             table[name] = Column(fits_latent_column(table[name], lattype), name=name,
                                  description=descriptions[name])
+        stored = np.asarray(table["latent"])
+        if lattype == "float16":
+            table.meta["LATTYPE"] = "float16"
+            stored = stored.view(np.float16)  # the raw bits of the int16 column
+        table.meta["LATHASH"] = latent_hash(ArrayLatents(stored, check_finite=False))
         write_fits(table, path, overwrite=overwrite, comments=_COMMENTS)
 
     @classmethod
