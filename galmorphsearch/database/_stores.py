@@ -440,7 +440,8 @@ class FITSLatents(_FileSource):
 
         layout = fits_layout(path)
         if column not in layout["columns"]:
-            raise DatabaseFormatError(f"{path} has no column {column!r}.")
+            msg = f"{path} has no latent column {column!r}."
+            raise DatabaseFormatError(msg)
         offset, disk_dtype, dim = layout["columns"][column]
         lattype = layout["lattype"]
         expected = {"float32": ">f4", "float16": ">i2"}[lattype]
@@ -554,7 +555,8 @@ class HDF5Latents(_FileSource):
 
         layout = hdf5_layout(path)
         if column not in layout["latents"]:
-            raise DatabaseFormatError(f"{path} has no latent dataset {column!r}.")
+            msg = f"{path} has no latent dataset {column!r}."
+            raise DatabaseFormatError(msg)
         shape, dtype, chunk_rows = layout["latents"][column]
         self.column = column
         self._n, self._dim = shape
@@ -579,7 +581,9 @@ class HDF5Latents(_FileSource):
 
         self._check_unchanged()
         try:
-            return h5py.File(self.path, "r")
+            # A chunk cache of a few storage chunks (1 MiB each), so that
+            # reads not aligned with them decode each chunk once.
+            return h5py.File(self.path, "r", rdcc_nbytes=4 * 2**20)
         except OSError as exc:
             msg = f"{self.path} cannot be opened as HDF5 ({exc})."
             raise DatabaseFormatError(msg) from exc
