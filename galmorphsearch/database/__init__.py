@@ -2,10 +2,21 @@
 """
 Latent databases: galaxies of known morphology with the latent vectors of
 their images and background patches, stored as checksummed FITS binary
-tables with the provenance of the encoder that made them.
+tables (or HDF5 files, for the very large) with the provenance of the
+encoder that made them, and latent sources that read them chunk by chunk.
 """
 
+from ._stores import (
+    ArrayLatents,
+    FITSLatents,
+    HDF5Latents,
+    LatentSource,
+    as_latent_source,
+    chunked_neighbours,
+    latent_hash,
+)
 from .database import *  # noqa: F403
 from .database import __all__ as _database_all
 
-__all__ = [*_database_all]
+__all__ = [*_database_all, "LatentSource", "ArrayLatents", "FITSLatents", "HDF5Latents",
+           "as_latent_source", "chunked_neighbours", "latent_hash"]

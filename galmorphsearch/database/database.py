@@ -13,8 +13,24 @@ from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table, vstack
 from astropy.time import Time
 
-from ..utils import CatalogFormatError, EncoderMismatchError, GalMorphSearchWarning
-from ._fits import native_float32, read_fits, write_fits
+from ..utils import (
+    CatalogFormatError,
+    DatabaseFormatError,
+    EncoderMismatchError,
+    GalMorphSearchWarning,
+)
+from ._fits import (
+    fits_latent_column,
+    fits_layout,
+    lattype_of,
+    native_float32,
+    read_fits,
+    read_fits_catalog,
+    write_fits,
+    write_fits_streaming,
+)
+from ._hdf5 import is_hdf5, read_hdf5, write_hdf5
+from ._stores import ArrayLatents, FITSLatents, HDF5Latents, latent_hash, storage_dtype
 
 __all__ = ["LatentDatabase", "STANDARD_COLUMNS", "REQUIRED_KEYWORDS"]
 
@@ -47,6 +63,8 @@ _COMMENTS = {
     "HSIMSTD": "[%] std of the H-similarity within the database",
     "HSIMN": "galaxies with a defined H-similarity",
     "NROWS": "number of galaxies",
+    "LATTYPE": "latents stored as float16 bits in int16 columns",
+    "LATHASH": "sha256 (16 hex) of the latent column as stored",
 }
 
 _DESCRIPTIONS = {
@@ -63,7 +81,16 @@ _DESCRIPTIONS = {
 
 # Header keywords that are ours or FITS's, never preprocessing parameters.
 _RESERVED_KEYWORDS = {*REQUIRED_KEYWORDS, "HSIMN", "ENCMODE", "ENCTRAIN", "HDUVERS", "ORIGIN",
-                      "EXTNAME", "CHECKSUM", "DATASUM", "COMMENT", "HISTORY"}
+                      "EXTNAME", "CHECKSUM", "DATASUM", "COMMENT", "HISTORY", "LATTYPE",
+                      "LATHASH"}
+
+# Keywords that describe the latents as stored in a file.
+_STORAGE_KEYWORDS = ("LATTYPE", "LATHASH")
+
+_LATENT_COLUMNS = ("latent", "background_latent")
+
+#: File formats of `LatentDatabase.write`, by file name suffix.
+_SUFFIX_FORMATS = {".h5": "hdf5", ".hdf5": "hdf5", ".he5": "hdf5"}
 
 
 def _package_version():
@@ -142,19 +169,29 @@ class LatentDatabase:
             raise TypeError(msg)
         table = Table(table, copy=copy)
         table.meta = dict(table.meta)
-        self._table = self._validate(table)
+        self._sources = None
         self._path = None
+        self._lathash = None
+        self._table = self._validate(table)
 
     # ------------------------------------------------------------------
     # validation
     @staticmethod
-    def _validate(table, convert=True, trusted=False):
-        missing = [name for name in (*STANDARD_COLUMNS, "latent", "background_latent")
-                   if name not in table.colnames]
+    def _validate(table, convert=True, trusted=False, sources=None):
+        # ``sources``: latent columns left in a file (out-of-core databases),
+        # already checked for NaN (or checked as they are read).
+        sources = sources or {}
+        missing = [name for name in (*STANDARD_COLUMNS, *_LATENT_COLUMNS)
+                   if name not in table.colnames and name not in sources]
         if missing:
             msg = f"The database table lacks the column(s) {', '.join(missing)}."
             raise ValueError(msg)
         meta = table.meta
+        if not trusted:
+            # What a file says about its stored latents does not describe a
+            # table handed in (it may have been edited).
+            for key in _STORAGE_KEYWORDS:
+                meta.pop(key, None)
         missing = [key for key in (*_ENCODER_KEYWORDS, "SCHEME") if key not in meta]
         if missing:
             msg = f"The database table meta lacks the keyword(s) {', '.join(missing)}."
@@ -166,7 +203,14 @@ class LatentDatabase:
             raise ValueError(msg)
         n = len(table)
         latdim = int(meta["LATDIM"])
-        for name in ("latent", "background_latent"):
+        for name, source in sources.items():
+            if source.dim != latdim or len(source) != n:
+                msg = (f"Column {name!r} must have shape (N={n}, LATDIM={latdim}); "
+                       f"got {source.shape}.")
+                raise ValueError(msg)
+        for name in _LATENT_COLUMNS:
+            if name in sources:
+                continue
             col = table[name]
             if col.ndim != 2 or col.shape[1] != latdim:
                 msg = (f"Column {name!r} must have shape (N, LATDIM={latdim}); "
@@ -178,16 +222,25 @@ class LatentDatabase:
             if not np.issubdtype(col.dtype, np.floating):
                 msg = f"Column {name!r} must hold floats; got {col.dtype}."
                 raise ValueError(msg)
-            bad_rows = np.flatnonzero(~np.all(np.isfinite(np.asarray(col)), axis=1))
+            bad_rows = _non_finite_rows(col)
             if bad_rows.size:
                 msg = (f"Column {name!r} has NaN or infinite values in {bad_rows.size} "
                        f"row(s), objid {_few(np.asarray(table['objid'])[bad_rows])}.")
                 raise ValueError(msg)
         _check_unique_objids(table["objid"])
         if convert:
-            for name in ("latent", "background_latent"):
-                if table[name].dtype != np.float32 or not table[name].dtype.isnative:
-                    table[name] = _latent_column(native_float32(table[name]), name)
+            # Read from a file, float16 latents stay float16 (native); any
+            # other table gets native float32 latents.
+            keep = (np.float32, np.float16) if trusted else (np.float32,)
+            for name in _LATENT_COLUMNS:
+                if name in sources:
+                    continue
+                dtype = table[name].dtype
+                if dtype not in keep or not dtype.isnative:
+                    target = dtype if dtype in keep else np.float32
+                    values = np.ascontiguousarray(np.asarray(table[name]),
+                                                  dtype=np.dtype(target).newbyteorder("="))
+                    table[name] = _latent_column(values, name)
         # The H-similarity statistics describe this exact set of galaxies:
         # they are recomputed for any table handed in (a slice or an edited
         # table would otherwise keep the statistics of the database it came
@@ -320,7 +373,13 @@ class LatentDatabase:
     # accessors
     @property
     def table(self):
-        """The database as an `~astropy.table.Table` (latents in columns)."""
+        """
+        The database as an `~astropy.table.Table` (latents in columns).
+
+        For a database read with ``memmap=True`` the latents stay in the
+        file: the table then holds every column but ``latent`` and
+        ``background_latent`` (see `latent_source` and `out_of_core`).
+        """
         return self._table
 
     @property
@@ -350,13 +409,85 @@ class LatentDatabase:
 
     @property
     def latents(self):
-        """Latent vectors, (N, D) native-endian float32."""
+        """
+        Latent vectors, (N, D) native-endian float32, in memory.
+
+        For float16 latents and for a database read with ``memmap=True``
+        this is a new array on each access (for the latter, read from the
+        file: the whole column in memory). An out-of-core search reads
+        `latent_source` instead.
+        """
+        if self._sources:
+            return self._sources["latent"].read()
         return native_float32(self._table["latent"])
 
     @property
     def background_latents(self):
-        """Background-patch latent vectors, (N, D) native-endian float32."""
+        """Background-patch latent vectors, (N, D) native-endian float32 (see `latents`)."""
+        if self._sources:
+            return self._sources["background_latent"].read()
         return native_float32(self._table["background_latent"])
+
+    @property
+    def latent_source(self):
+        """
+        The latents as a latent source, for chunked (out-of-core) search.
+
+        An `~galmorphsearch.database.FITSLatents` or
+        `~galmorphsearch.database.HDF5Latents` reading the file for a
+        database read with ``memmap=True``, else an
+        `~galmorphsearch.database.ArrayLatents` over the latent column (no
+        copy). See `~galmorphsearch.database.chunked_neighbours`.
+        """
+        return self._source("latent")
+
+    @property
+    def background_latent_source(self):
+        """The background-patch latents as a latent source (see `latent_source`)."""
+        return self._source("background_latent")
+
+    def _source(self, name):
+        if self._sources:
+            return self._sources[name]
+        return ArrayLatents(self._table[name], check_finite=False)
+
+    @property
+    def latent_dtype(self):
+        """
+        The precision of the latents, ``float32`` or ``float16`` (a `numpy.dtype`).
+
+        Float16 only for a database read from a file written with
+        ``dtype='float16'``; `latents` are float32 in any case.
+        """
+        return self._source("latent").dtype
+
+    @property
+    def out_of_core(self):
+        """Whether the latents stay in the file (read with ``memmap=True``)."""
+        return bool(self._sources)
+
+
+    @property
+    def lathash(self):
+        """
+        The short sha256 of the latents as stored (the ``LATHASH`` keyword).
+
+        The first 16 hexadecimal digits of the sha256 of the ``latent``
+        column in row order, as little-endian float32 or float16 (the
+        stored precision, `latent_dtype`). Every file written by `write`
+        records it in its ``LATHASH`` keyword, so a search index can be
+        checked against a database cheaply. For a database read from a
+        file it is the recorded value (computed once, with a pass over the
+        latents, for files written before it was recorded); otherwise it
+        is computed on each access. Like ``LATTYPE``, it describes the
+        file and is not kept in `meta`.
+        """
+        value = self._lathash
+        if value is None:
+            value = latent_hash(self.latent_source)
+            if self._path is not None:
+                self._lathash = value
+        return value
 
     @property
     def h_similarity(self):
@@ -436,48 +567,110 @@ class LatentDatabase:
 
     # ------------------------------------------------------------------
     # input / output
-    def write(self, path, overwrite=False):
+    def write(self, path, overwrite=False, *, format=None, dtype=None):
         """
-        Write the database as a FITS file.
+        Write the database as a FITS (default) or HDF5 file.
 
-        The file holds an empty primary HDU and the binary table HDU
-        ``LATENTS`` (with ``HDUVERS``, ``ORIGIN``, the database keywords and
-        ``CHECKSUM``/``DATASUM``). It is written to a temporary file beside
-        ``path`` and renamed into place, so an interrupted write leaves any
-        existing file untouched.
+        A FITS file holds an empty primary HDU and the binary table HDU
+        ``LATENTS`` (with ``HDUVERS``, ``ORIGIN``, the database keywords,
+        ``LATHASH`` and ``CHECKSUM``/``DATASUM``). An HDF5 file holds the
+        latents in chunked, Fletcher-32 checksummed datasets of their own,
+        one dataset per other column and the same keywords as root
+        attributes (see :ref:`database-hdf5`). Either is written to a
+        temporary file beside ``path`` and renamed into place, so an
+        interrupted write leaves any existing file untouched. The latents
+        of a database read with ``memmap=True`` are copied from its file
+        chunk by chunk, never all in memory.
 
         Parameters
         ----------
         path : str or path-like
-            Destination, conventionally ending in ``.fits``.
+            Destination. A name ending in ``.h5``, ``.hdf5`` or ``.he5``
+            is written as HDF5, any other as FITS (conventionally
+            ``.fits``), unless ``format`` says otherwise.
         overwrite : bool, optional
             Replace an existing file.
+        format : {'fits', 'hdf5'}, optional
+            The file format, whatever the name of the file.
+        dtype : {'float32', 'float16'}, optional
+            Stored precision of the latents. Default: the database's
+            (`latent_dtype`; float32 unless it was read from a float16
+            file). FITS has no 16-bit floats: float16 latents are stored as
+            their raw bits in 16-bit integer (``I``) columns, with the
+            keyword ``LATTYPE = 'float16'``, and read back exactly by
+            `read`. Float16 halves the size of the latents and rounds each
+            value to 11 significant bits (a relative error of at most
+            :math:`2^{-11}`); the H-similarity column and statistics are
+            kept as computed from the unrounded latents.
 
         Raises
         ------
         FileExistsError
             If ``path`` exists and ``overwrite`` is `False`.
+        ValueError
+            If ``format`` or ``dtype`` is not one of those listed, or if a
+            latent is beyond the float16 range (about 65504) when
+            ``dtype='float16'``.
         """
-        table = self._table
-        if "h_similarity" in table.colnames and isinstance(table["h_similarity"], MaskedColumn):
-            table = table.copy(copy_data=False)
+        fmt = _file_format(path, format)
+        lattype = storage_dtype(self.latent_dtype if dtype is None else dtype).name
+        table = self._table.copy(copy_data=False)
+        table.meta = {key: value for key, value in self.meta.items()
+                      if key not in _STORAGE_KEYWORDS}
+        if isinstance(table["h_similarity"], MaskedColumn):
             table["h_similarity"] = Column(self.h_similarity, name="h_similarity",
                                            description=_DESCRIPTIONS["h_similarity"])
+        descriptions = {name: _DESCRIPTIONS[name] for name in _LATENT_COLUMNS}
+        if fmt == "hdf5" or self._sources:
+            catalog = Table([table[name] for name in table.colnames
+                             if name not in _LATENT_COLUMNS], meta=table.meta, copy=False)
+            sources = {name: self._source(name) for name in _LATENT_COLUMNS}
+            writer = write_hdf5 if fmt == "hdf5" else write_fits_streaming
+            extra = {} if fmt == "hdf5" else {"comments": _COMMENTS}
+            writer(catalog, sources, path, overwrite=overwrite, lattype=lattype,
+                   descriptions=descriptions, **extra)
+            if self._sources and Path(path).resolve() == self._path.resolve():
+                # Written over its own file: read the latents from the new one.
+                reader = HDF5Latents if fmt == "hdf5" else FITSLatents
+                self._sources = {name: reader(path, name) for name in _LATENT_COLUMNS}
+                for source in self._sources.values():
+                    source._validated = True
+                self._lathash = self._sources["latent"].lathash
+            return
+        for name in _LATENT_COLUMNS:
+            table[name] = Column(fits_latent_column(table[name], lattype), name=name,
+                                 description=descriptions[name])
+        stored = np.asarray(table["latent"])
+        if lattype == "float16":
+            table.meta["LATTYPE"] = "float16"
+            stored = stored.view(np.float16)  # the raw bits of the int16 column
+        table.meta["LATHASH"] = latent_hash(ArrayLatents(stored, check_finite=False))
         write_fits(table, path, overwrite=overwrite, comments=_COMMENTS)
 
     @classmethod
-    def read(cls, path, memmap=False):
+    def read(cls, path, memmap=False, *, format=None):
         """
         Read a database file written by `write`.
 
         Parameters
         ----------
         path : str or path-like
-            The FITS file.
+            A FITS or HDF5 database file (told apart by their first bytes).
         memmap : bool, optional
-            Memory-map the table instead of reading it into memory (for
-            large files). The ``latent`` columns then stay big-endian on
-            disk and `latents` converts them on each access.
+            Leave the latents in the file (out-of-core reading, for
+            databases larger than memory). Every other column is read into
+            `table`; the latents are read chunk by chunk, with bounded
+            memory, through `latent_source` (``latents`` still gives the
+            whole column in memory, on request). Reading a FITS file this
+            way makes one pass over it in chunks, which verifies the
+            checksums, checks the latents for NaN and infinite values and
+            copies the other columns (FITS stores the columns of a row
+            together, so this reads the whole file once). An HDF5 file keeps
+            its latents apart: only the other columns are read, and the
+            latents are checked (Fletcher-32 checksums by HDF5, NaN and
+            infinite values by the source) as they are read.
+        format : {'fits', 'hdf5'}, optional
+            The file format; default: told by the file's first bytes.
 
         Returns
         -------
@@ -488,14 +681,43 @@ class LatentDatabase:
         FileNotFoundError
             If there is no file at ``path``.
         ~galmorphsearch.utils.DatabaseFormatError
-            If the file is corrupted (checksum failure), is not FITS, has
-            no ``LATENTS`` HDU or lacks required columns or keywords.
+            If the file is corrupted (checksum failure, truncation), is
+            neither a FITS nor an HDF5 database, has no ``LATENTS`` HDU, or
+            lacks required columns or keywords.
         """
-        from ..utils import DatabaseFormatError
-
-        table = read_fits(path, memmap=memmap)
+        path = Path(path)
+        if not path.exists():
+            msg = f"No latent database file at {path}"
+            raise FileNotFoundError(msg)
+        fmt = _detect_format(path) if format is None else _file_format(path, format)
+        sources = {}
+        if fmt == "hdf5":
+            table, left = read_hdf5(path, memmap=memmap)
+            sources = {name: HDF5Latents(path, name) for name in left}
+        elif memmap:
+            present = fits_layout(path)["columns"]
+            sources = {name: FITSLatents(path, name) for name in _LATENT_COLUMNS
+                       if name in present}
+            table, _ = read_fits_catalog(path)
+            for source in sources.values():
+                source._check_unchanged()
+                source._validated = True  # checked by the pass over the file
+        else:
+            table = read_fits(path)
+            lattype = lattype_of(table.meta, path)
+            if lattype == "float16":
+                for name in _LATENT_COLUMNS:
+                    if name in table.colnames:
+                        if table[name].dtype.kind != "i" or table[name].dtype.itemsize != 2:
+                            msg = (f"{path} is not a valid galmorphsearch latent database: "
+                                   f"LATTYPE = 'float16' but column {name!r} is "
+                                   f"{table[name].dtype}.")
+                            raise DatabaseFormatError(msg)
+                        values = np.asarray(table[name]).view(
+                            table[name].dtype.str.replace("i", "f"))
+                        table[name] = _latent_column(values, name)
         missing = [name for name in (*STANDARD_COLUMNS, *_COMPUTED_COLUMNS)
-                   if name not in table.colnames]
+                   if name not in table.colnames and name not in sources]
         missing_keys = [key for key in REQUIRED_KEYWORDS if key not in table.meta]
         if missing or missing_keys:
             what = []
@@ -506,22 +728,28 @@ class LatentDatabase:
             msg = (f"{path} is not a valid galmorphsearch latent database: it lacks the "
                    f"{' and the '.join(what)}.")
             raise DatabaseFormatError(msg)
-        for key in ("HDUVERS", "ORIGIN", "EXTNAME", "CHECKSUM", "DATASUM"):
+        for key in ("HDUVERS", "ORIGIN", "EXTNAME", "CHECKSUM", "DATASUM", "LATTYPE"):
             table.meta.pop(key, None)
+        lathash = table.meta.pop("LATHASH", None)
         for key, value in table.meta.items():
             if isinstance(value, fits.card.Undefined):
                 table.meta[key] = None  # FITS undefined value, written from None
-        if not memmap:
-            table.convert_bytestring_to_unicode()
-            for name in ("latent", "background_latent"):
-                table[name] = _latent_column(native_float32(table[name]), name)
-            hsim = table["h_similarity"]
-            if isinstance(hsim, MaskedColumn):
-                table["h_similarity"] = Column(hsim.filled(np.nan), name="h_similarity",
-                                               description=hsim.description)
+        table.convert_bytestring_to_unicode()
+        for name in _LATENT_COLUMNS:
+            if name in table.colnames and table[name].dtype.kind == "f":
+                values = np.asarray(table[name])
+                table[name] = _latent_column(
+                    np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("=")), name)
+        hsim = table["h_similarity"]
+        if isinstance(hsim, MaskedColumn):
+            table["h_similarity"] = Column(hsim.filled(np.nan), name="h_similarity",
+                                           description=hsim.description)
         database = cls.__new__(cls)
+        database._sources = sources or None
+        database._path = path
+        database._lathash = None if lathash is None else str(lathash)
         try:
-            database._table = cls._validate(table, convert=not memmap, trusted=True)
+            database._table = cls._validate(table, trusted=True, sources=sources)
         except ValueError as exc:
             msg = f"{path} is not a valid galmorphsearch latent database: {exc}"
             raise DatabaseFormatError(msg) from exc
@@ -575,8 +803,9 @@ class LatentDatabase:
         for db in databases:
             table = db.table.copy(copy_data=False)
             table.meta = {}
-            for name in ("latent", "background_latent"):
-                table[name] = _latent_column(native_float32(table[name]), name)
+            table["latent"] = _latent_column(db.latents, "latent")
+            table["background_latent"] = _latent_column(db.background_latents,
+                                                         "background_latent")
             table.remove_column("h_similarity")
             tables.append(table)
         kinds = {"S": "U"}
@@ -632,7 +861,9 @@ class LatentDatabase:
             msg = "append() of a LatentDatabase takes no images or encoder."
             raise ValueError(msg)
         self._table = type(self).merge([self, other])._table
+        self._sources = None
         self._path = None
+        self._lathash = None
 
     @classmethod
     def append_to_file(cls, path, other, *, memmap=False):
@@ -654,10 +885,13 @@ class LatentDatabase:
         Returns
         -------
         database : `LatentDatabase`
-            The merged database, as written.
+            The merged database, as written (in the file's format and
+            latent precision).
         """
-        merged = cls.merge([cls.read(path, memmap=memmap), other])
-        merged.write(path, overwrite=True)
+        fmt = _detect_format(path) if Path(path).exists() else None
+        existing = cls.read(path, memmap=memmap, format=fmt)
+        merged = cls.merge([existing, other])
+        merged.write(path, overwrite=True, format=fmt, dtype=existing.latent_dtype)
         return merged
 
 
@@ -676,6 +910,30 @@ def _degrees(col, name):
     if mask is not None and mask.any():
         return MaskedColumn(values, name=name, mask=mask, unit="deg")
     return Column(values, name=name, unit="deg")
+
+
+def _file_format(path, format):
+    """The storage format of ``path``: ``format``, else told by the suffix."""
+    if format is None:
+        return _SUFFIX_FORMATS.get(Path(path).suffix.lower(), "fits")
+    fmt = str(format).lower()
+    if fmt not in ("fits", "hdf5"):
+        msg = f"format must be 'fits' or 'hdf5'; got {format!r}."
+        raise ValueError(msg)
+    return fmt
+
+
+def _detect_format(path):
+    """``'hdf5'`` for a file with the HDF5 signature, else ``'fits'``."""
+    return "hdf5" if is_hdf5(path) else "fits"
+
+
+def _non_finite_rows(values, chunk_rows=65536):
+    """Rows with NaN or infinite values, checked a chunk at a time."""
+    arr = np.asarray(values)
+    bad = [start + np.flatnonzero(~np.all(np.isfinite(arr[start:start + chunk_rows]), axis=1))
+           for start in range(0, len(arr), chunk_rows)]
+    return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
 
 
 def _float_or_nan(value):
@@ -803,7 +1061,7 @@ def _merge_meta(metas):
                 warnings.warn(f"The merged databases differ in the preprocessing keyword {key}; "
                               "it is not recorded in the merged database.",
                               GalMorphSearchWarning, stacklevel=4)
-    for key in ("HSIMMEAN", "HSIMSTD", "HSIMN", "NROWS"):
+    for key in ("HSIMMEAN", "HSIMSTD", "HSIMN", "NROWS", *_STORAGE_KEYWORDS):
         merged.pop(key, None)
     merged["GMSVERS"] = _package_version()
     merged["DATE"] = _now()
@@ -827,8 +1085,9 @@ def _set_h_similarity(table):
 
 def _order_columns(table):
     standard = list(STANDARD_COLUMNS)
-    computed = list(_COMPUTED_COLUMNS)
-    carried = [name for name in table.colnames if name not in standard + computed]
+    computed = [name for name in _COMPUTED_COLUMNS if name in table.colnames]
+    carried = [name for name in table.colnames
+               if name not in standard and name not in _COMPUTED_COLUMNS]
     order = standard + carried + computed
     if table.colnames != order:
         table = Table([table[name] for name in order], meta=table.meta, copy=False)
