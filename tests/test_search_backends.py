@@ -1,6 +1,7 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """Tests of the search backends: exact over latent sources, faiss, 'auto', index files."""
 
+import hashlib
 import json
 import sys
 import tomllib
@@ -13,6 +14,7 @@ from astropy import units as u
 from astropy.table import Table
 from numpy.testing import assert_allclose, assert_array_equal
 
+from galmorphsearch.database import ArrayLatents, as_latent_source, is_latent_source, latent_hash
 from galmorphsearch.search import (
     AUTO_EXACT_MAX_ROWS,
     AutoBackend,
@@ -23,7 +25,6 @@ from galmorphsearch.search import (
     get_backend,
 )
 from galmorphsearch.search import similarity as similarity_module
-from galmorphsearch.search._sources import ArrayLatents, as_latent_source, latent_hash
 from galmorphsearch.utils import StaleIndexError, StaleIndexWarning
 
 DIM = 16
@@ -186,32 +187,33 @@ def faiss():
 # ----------------------------------------------------------------------
 # latent sources
 def test_array_latents_protocol():
+    """The one protocol: ArrayLatents (galmorphsearch.database) and duck-typed sources."""
     arr = np.arange(20, dtype=np.float16).reshape(5, 4)
     src = ArrayLatents(arr)
-    assert len(src) == 5 and src.dim == 4 and src.dtype == np.float16
+    assert len(src) == 5 and src.dim == 4 and src.dtype == np.float16 and src.in_memory
     blocks = list(src.iter_chunks(2))
     assert [s for s, _ in blocks] == [0, 2, 4]
     assert all(b.dtype == np.float32 for _, b in blocks)
-    assert_array_equal(np.concatenate([b for _, b in blocks]), arr.astype(np.float32))
     assert_array_equal(src.take([1, 4]), arr[[1, 4]].astype(np.float32))
     assert ArrayLatents(np.ones((2, 3), ">f4")).dtype == np.dtype("<f4")
     assert ArrayLatents(np.ones((2, 3))).dtype == np.float32
     assert as_latent_source(src) is src
     counting = CountingSource(arr)
+    assert is_latent_source(counting) and not is_latent_source(arr)
     assert as_latent_source(counting) is counting
     with pytest.raises(ValueError, match="2-D"):
         ArrayLatents(np.ones(3))
-    with pytest.raises(ValueError, match="dimension 0"):
+    with pytest.raises(ValueError, match="D > 0"):
         ArrayLatents(np.ones((3, 0)))
     with pytest.raises(ValueError, match="real numbers"):
         ArrayLatents(np.ones((3, 2), complex))
 
 
-def test_latent_hash():
+def test_latent_hash_is_lathash():
+    """One definition: the sha256 of the latents as stored (the LATHASH keyword)."""
     lat = clustered(300)
     h = latent_hash(lat)
-    assert len(h) == 16 and int(h, 16) >= 0
-    assert latent_hash(lat, chunk_rows=7) == h
+    assert h == hashlib.sha256(lat.astype("<f4").tobytes()).hexdigest()[:16]
     assert latent_hash(CountingSource(lat)) == h
     assert latent_hash(lat.astype(np.float64)) == h
     assert latent_hash(lat[::-1]) != h  # row order counts
@@ -219,6 +221,9 @@ def test_latent_hash():
     changed[123, 4] += 1e-3
     assert latent_hash(changed) != h
     assert latent_hash(lat[:-1]) != h
+    half = lat.astype(np.float16)
+    assert latent_hash(CountingSource(half, dtype=np.float16)) == latent_hash(half) == \
+        hashlib.sha256(half.astype("<f2").tobytes()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------
@@ -690,16 +695,21 @@ def test_index_kept_in_memory_when_it_cannot_be_saved(faiss, tmp_path, monkeypat
     assert not list(tmp_path.iterdir())
 
 
-def test_storage_dtype_alone_does_not_make_an_index_stale(faiss, tmp_path):
+def test_index_records_latents_as_stored(faiss, tmp_path):
+    """The sidecar holds LATHASH of the latents as stored (float16 here), as the database does."""
     from galmorphsearch.search import FaissBackend
 
     lat = clustered(500).astype(np.float16)
     path = tmp_path / "h.index"
     FaissBackend("hnsw").fit(CountingSource(lat, dtype=np.float16), index_path=path)
-    assert sidecar(path)["database"]["LATTYPE"] == "float16"
-    # The same values, read as float32 (a database read into memory).
-    again = FaissBackend("hnsw").fit(lat.astype(np.float32), index_path=path, on_stale="raise")
+    info = sidecar(path)["database"]
+    assert info["LATTYPE"] == "float16" and info["LATHASH"] == latent_hash(lat)
+    # The same stored latents, from another source (a float16 table in memory).
+    again = FaissBackend("hnsw").fit(lat, index_path=path, on_stale="raise")
     assert again.index_state == "loaded"
+    # The values widened to float32 are other stored latents (another LATHASH).
+    with pytest.raises(StaleIndexError, match="latents stored as 'float16' in the index"):
+        FaissBackend("hnsw").fit(lat.astype(np.float32), index_path=path, on_stale="raise")
 
 
 def test_faiss_after_torch(faiss):

@@ -13,10 +13,11 @@ from ._stores import (
     LatentSource,
     as_latent_source,
     chunked_neighbours,
+    is_latent_source,
     latent_hash,
 )
 from .database import *  # noqa: F403
 from .database import __all__ as _database_all
 
 __all__ = [*_database_all, "LatentSource", "ArrayLatents", "FITSLatents", "HDF5Latents",
-           "as_latent_source", "chunked_neighbours", "latent_hash"]
+           "as_latent_source", "is_latent_source", "chunked_neighbours", "latent_hash"]

@@ -11,6 +11,7 @@ from astropy.table import Column, MaskedColumn, Table
 from astropy.time import Time
 
 from ..utils import DatabaseFormatError, atomic_path
+from ._lathash import LatentHasher
 
 __all__ = []
 
@@ -476,8 +477,6 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
     lathash : str
         The ``LATHASH`` written (of the ``latent`` column).
     """
-    import hashlib
-
     chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     n = len(table)
     for name, source in sources.items():
@@ -513,7 +512,7 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
     row_bytes = header["NAXIS1"]
     rows = max(4, (chunk_bytes // max(row_bytes, 1)) // 4 * 4)
     forms = [header.get(f"TFORM{i}") for i in range(1, header["TFIELDS"] + 1)]
-    digest = hashlib.sha256()
+    hasher = LatentHasher()
     datasum = 0
     with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
         f.write(primary.header.tostring().encode("ascii"))
@@ -529,9 +528,7 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
                     raise RuntimeError(msg)
                 latents[name] = fits_latent_column(values, lattype)
                 if name == "latent":
-                    stored = latents[name]
-                    digest.update(np.ascontiguousarray(
-                        stored, dtype=stored.dtype.newbyteorder("<")).data)
+                    hasher.update(latents[name])
             piece = fits.table_to_hdu(with_latents(table[start:start + rows], latents))
             piece_forms = [piece.header.get(f"TFORM{i}")
                            for i in range(1, piece.header["TFIELDS"] + 1)]
@@ -543,7 +540,7 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
             datasum = ones_complement_sum(data, datasum)
             f.write(data)
         f.write(b"\0" * ((-n * row_bytes) % 2880))
-        lathash = digest.hexdigest()[:16]
+        lathash = hasher.hexdigest()
         header["LATHASH"] = lathash
         header["DATASUM"] = str(datasum)
         checksum = ones_complement_sum(header.tostring().encode("ascii"), datasum)

@@ -18,7 +18,6 @@ Layout of a file:
 - ``/_masks/<name>``: the mask of a column with masked values.
 """
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from astropy.table import Column, MaskedColumn, Table
 
 from ..utils import DatabaseFormatError, atomic_path
 from ._fits import HDUVERS, ORIGIN, to_float16
+from ._lathash import LatentHasher
 
 __all__ = []
 
@@ -156,7 +156,7 @@ def write_hdf5(table, sources, path, overwrite=False, lattype="float32", descrip
     if bad:
         msg = f"Column name(s) {bad} cannot be HDF5 dataset names."
         raise ValueError(msg)
-    digest = hashlib.sha256()
+    hasher = LatentHasher()
     with atomic_path(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w",
                                                                   track_order=True) as f:
         f.attrs["format"] = FORMAT
@@ -187,8 +187,8 @@ def write_hdf5(table, sources, path, overwrite=False, lattype="float32", descrip
                     values = np.ascontiguousarray(chunk, dtype=storage)
                 dset[start:start + len(values)] = values
                 if name == "latent":
-                    digest.update(values.data)
-        lathash = digest.hexdigest()[:16]
+                    hasher.update(values)
+        lathash = hasher.hexdigest()
         if lattype == "float16":
             f.attrs["LATTYPE"] = lattype
         f.attrs["LATHASH"] = lathash

@@ -2,28 +2,34 @@
 """
 Latent sources: the latent vectors of a database, read chunk by chunk.
 
-A *latent source* is what an out-of-core search reads. It is any object
-with
+This module holds the one latent-source protocol of the package: the
+database reads its files through it and the search backends
+(`~galmorphsearch.search.ExactBackend`, `~galmorphsearch.search.FaissBackend`)
+search it. A *latent source* is any object with
 
 - ``len(source)``: the number of rows ``N``;
 - ``source.dim``: the latent length ``D``;
 - ``source.dtype``: the stored precision (``float32`` or ``float16``);
-- ``source.iter_chunks(chunk_rows=None)``: an iterator of ``(start,
-  chunk)`` pairs, ``chunk`` a float32 ``(n, D)`` array of rows ``start`` to
-  ``start + n``, in row order;
+- ``source.iter_chunks(chunk_rows)``: an iterator of ``(start, chunk)``
+  pairs, ``chunk`` a float32 ``(n, D)`` array of rows ``start`` to
+  ``start + n``, in row order (it may be a buffer that the next chunk
+  overwrites);
 - ``source.take(indices)``: the float32 rows at ``indices``, in that
   order.
 
+`LatentSource` is the base class of the package's sources (it adds
+``shape``, ``read``, ``lathash``, ``squared_norms`` and ``in_memory``), but
+any object with these five members is accepted (`is_latent_source`).
 `ArrayLatents` wraps an array in memory, `FITSLatents` reads the latent
 column of a FITS database file and `HDF5Latents` the latent dataset of an
 HDF5 database file. The file sources read each chunk into a buffer that is
 reused for the next one, with plain reads rather than one memory map of the
 whole file, so the memory they use does not grow with the file.
-`chunked_neighbours` is an exact nearest-neighbour search over any source.
+`chunked_neighbours` is an exact nearest-neighbour search over any source
+(the search of `~galmorphsearch.search.ExactBackend`).
 """
 
 import abc
-import hashlib
 import os
 from pathlib import Path
 
@@ -31,9 +37,10 @@ import numpy as np
 
 from ..utils import DatabaseFormatError
 from ._fits import _read_exactly
+from ._lathash import LatentHasher
 
 __all__ = ["LatentSource", "ArrayLatents", "FITSLatents", "HDF5Latents", "as_latent_source",
-           "chunked_neighbours", "latent_hash"]
+           "is_latent_source", "chunked_neighbours", "latent_hash"]
 
 #: The default chunk of `LatentSource.iter_chunks` holds about this many
 #: bytes of float32 latents (and a file source reads about as many).
@@ -45,12 +52,11 @@ FLOAT16 = "float16"
 #: The stored latent precisions.
 _STORAGE_DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
 
-# Candidates kept beyond k in the float32 pass of `chunked_neighbours`, then
-# re-ranked on float64 distances (as in `~galmorphsearch.search.exact_neighbours`).
-_EXTRA_CANDIDATES = 8
+#: Rows per chunk for objects of the protocol that are not a `LatentSource`
+#: (they have no default of their own).
+DEFAULT_STREAM_ROWS = 32768
 
-# At most this many float32 scores (queries x rows) at once: 64 MiB.
-_MAX_BLOCK_ELEMENTS = 2**24
+_PROTOCOL = ("__len__", "dim", "dtype", "iter_chunks", "take")
 
 
 def storage_dtype(dtype):
@@ -87,8 +93,14 @@ class LatentSource(abc.ABC):
     Base class of latent sources: (N, D) latents read in chunks of rows.
 
     Subclasses implement ``__len__``, `dim`, `dtype`, `iter_chunks` and
-    `take`; `read`, `lathash` and `shape` follow from them.
+    `take`; `read`, `lathash`, `squared_norms` and `shape` follow from
+    them. ``in_memory`` says whether the latents are held in memory
+    (`ArrayLatents`) or read from a file as needed (`FITSLatents`,
+    `HDF5Latents`); ``backend='auto'`` searches the latter exactly.
     """
+
+    #: Whether the latents are held in memory (not read from a file chunk by chunk).
+    in_memory = False
 
     @abc.abstractmethod
     def __len__(self):
@@ -207,10 +219,80 @@ class LatentSource(abc.ABC):
                 self._lathash = value
         return value
 
+    def squared_norms(self, chunk_rows=None):
+        """
+        The squared Euclidean norm of every row, in one pass over the latents.
+
+        A file source computes them once and keeps them (8 bytes per row):
+        every exact search of the file uses them, and a second searcher of
+        the same database does not read the file again for them. An array
+        source computes them on each call (the array may change).
+
+        Parameters
+        ----------
+        chunk_rows : int, optional
+            Rows read at once (see `iter_chunks`).
+
+        Returns
+        -------
+        sqnorms : `~numpy.ndarray`
+            ``(N,)`` float64, accumulated in float64; NaN or infinite for a
+            row holding NaN or infinite values.
+        """
+        cached = getattr(self, "_sqnorms", None)
+        if cached is not None:
+            return cached
+        out = np.empty(len(self), dtype=np.float64)
+        for start, chunk in self.iter_chunks(chunk_rows):
+            out[start:start + len(chunk)] = np.einsum("ij,ij->i", chunk, chunk,
+                                                      dtype=np.float64)
+        if isinstance(self, _FileSource):
+            out.flags.writeable = False
+            self._sqnorms = out
+        return out
+
     def __repr__(self):
         where = f" {self.path}" if getattr(self, "path", None) else ""
         return (f"<{type(self).__name__}{where}: {len(self)} x {self.dim} "
                 f"{self.dtype.name}>")
+
+
+def is_latent_source(obj):
+    """
+    Whether ``obj`` is a latent source (not an array to wrap).
+
+    True for a `LatentSource` and for any other object with ``__len__``,
+    ``dim``, ``dtype``, ``iter_chunks`` and ``take``.
+    """
+    if isinstance(obj, LatentSource):
+        return True
+    if isinstance(obj, np.ndarray):
+        return False
+    return all(hasattr(obj, name) for name in _PROTOCOL)
+
+
+def default_chunk_rows(source):
+    """Rows per chunk when none is asked for: the source's own default, if it has one."""
+    if isinstance(source, LatentSource):
+        return source._default_rows(None)
+    return max(1, min(len(source), DEFAULT_STREAM_ROWS))
+
+
+def source_squared_norms(source, chunk_rows=None):
+    """
+    `LatentSource.squared_norms` of any latent source.
+
+    A `LatentSource` gives its own (cached for files); for another object
+    of the protocol they are computed with one pass.
+    """
+    if isinstance(source, LatentSource):
+        return source.squared_norms(chunk_rows)
+    rows = default_chunk_rows(source) if chunk_rows is None else int(chunk_rows)
+    out = np.empty(len(source), dtype=np.float64)
+    for start, chunk in source.iter_chunks(rows):
+        chunk = np.asarray(chunk, dtype=np.float32)
+        out[start:start + len(chunk)] = np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64)
+    return out
 
 
 def latent_hash(source, dtype=None):
@@ -220,12 +302,15 @@ def latent_hash(source, dtype=None):
     The hash covers the latents in row order as stored, little-endian
     float32 or float16 (``dtype``), so two files with the same latents at
     the same precision share it whatever their format, and an index built
-    from one database can be checked against another cheaply.
+    from one database can be checked against another cheaply. It is the
+    hash every database file records (`LatentDatabase.lathash
+    <galmorphsearch.database.LatentDatabase.lathash>`) and the one the
+    sidecar of a saved search index is checked against.
 
     Parameters
     ----------
     source : `LatentSource` or array-like
-        The latents.
+        The latents (any object of the latent-source protocol, or an array).
     dtype : str or dtype-like, optional
         Stored precision to hash; default: the source's.
 
@@ -233,13 +318,23 @@ def latent_hash(source, dtype=None):
     -------
     lathash : str
         The first 16 hexadecimal digits of the sha256.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from galmorphsearch.database import latent_hash
+    >>> a = np.arange(6, dtype=np.float32).reshape(3, 2)
+    >>> latent_hash(a) == latent_hash(a.astype(np.float64))
+    True
+    >>> latent_hash(a) == latent_hash(a[::-1]), latent_hash(a) == latent_hash(a, 'float16')
+    (False, False)
     """
     source = as_latent_source(source)
-    store = storage_dtype(source.dtype if dtype is None else dtype).newbyteorder("<")
-    digest = hashlib.sha256()
-    for _, chunk in source.iter_chunks():
-        digest.update(np.ascontiguousarray(chunk, dtype=store).data)
-    return digest.hexdigest()[:16]
+    store = storage_dtype(source.dtype if dtype is None else dtype)
+    hasher = LatentHasher()
+    for _, chunk in source.iter_chunks(default_chunk_rows(source)):
+        hasher.update(np.asarray(chunk, dtype=store))
+    return hasher.hexdigest()
 
 
 def as_latent_source(latents):
@@ -249,21 +344,22 @@ def as_latent_source(latents):
     Parameters
     ----------
     latents : `LatentSource`, `~galmorphsearch.database.LatentDatabase` or array-like
-        A source is returned as is; a database gives its
+        A source (any object of the protocol, see `is_latent_source`) is
+        returned as is; a database gives its
         `~galmorphsearch.database.LatentDatabase.latent_source`; an array
         of shape (N, D) is wrapped in an `ArrayLatents` (checked for NaN
         and infinite values).
 
     Returns
     -------
-    source : `LatentSource`
+    source : `LatentSource` or object of the protocol
     """
-    if isinstance(latents, LatentSource) or all(
-            hasattr(latents, name) for name in ("iter_chunks", "take", "dim", "dtype")):
+    if is_latent_source(latents):
         return latents
-    source = getattr(latents, "latent_source", None)
-    if source is not None:
-        return source
+    if not isinstance(latents, np.ndarray):
+        source = getattr(latents, "latent_source", None)
+        if source is not None:
+            return source
     return ArrayLatents(latents)
 
 
@@ -304,6 +400,8 @@ class ArrayLatents(LatentSource):
     array([[10., 11.],
            [ 0.,  1.]], dtype=float32)
     """
+
+    in_memory = True
 
     def __init__(self, latents, *, check_finite=True):
         arr = np.asarray(latents)
@@ -657,9 +755,11 @@ def chunked_neighbours(queries, source, k, *, chunk_rows=None, exclude=None):
     so both return the same neighbours and distances. The memory used is
     that of one chunk plus the scores of one block of queries.
 
-    This is the out-of-core search of a database read with
-    ``memmap=True``; `~galmorphsearch.search.SimilaritySearcher` does not
-    use it yet (the search backends will).
+    This is the exact search of the package as a function: the one
+    implementation that `~galmorphsearch.search.exact_neighbours` and
+    `~galmorphsearch.search.ExactBackend` (so
+    `~galmorphsearch.search.SimilaritySearcher`) run too, and the way an
+    out-of-core database (read with ``memmap=True``) is searched.
 
     Parameters
     ----------
@@ -702,7 +802,13 @@ def chunked_neighbours(queries, source, k, *, chunk_rows=None, exclude=None):
     >>> dist.round(3)
     array([[0.1, 0.9]])
     """
-    from ..search.similarity import _as_latents, _check_exclude, _check_finite, _check_k
+    from ..search.similarity import (
+        _as_latents,
+        _check_exclude,
+        _check_finite,
+        _check_k,
+        _neighbours,
+    )
 
     source = as_latent_source(source)
     q = _as_latents(queries, "queries")
@@ -720,58 +826,7 @@ def chunked_neighbours(queries, source, k, *, chunk_rows=None, exclude=None):
     if isinstance(source, LatentSource):
         rows = source._default_rows(chunk_rows)
     else:
-        rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // (4 * source.dim))
-
-    n_q = q.shape[0]
-    n_cand = min(k + _EXTRA_CANDIDATES, n_db)
-    q_block = max(1, min(n_q, _MAX_BLOCK_ELEMENTS // max(1, min(rows, n_db))))
-    best_idx = np.empty((n_q, 0), dtype=np.int64)
-    best_score = np.empty((n_q, 0), dtype=np.float32)
-    for start, chunk in source.iter_chunks(rows):
-        n = chunk.shape[0]
-        sqnorms = np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64).astype(np.float32)
-        width = min(n_cand, best_idx.shape[1] + min(n, n_cand))
-        new_idx = np.empty((n_q, width), dtype=np.int64)
-        new_score = np.empty((n_q, width), dtype=np.float32)
-        for q0 in range(0, n_q, q_block):
-            q1 = min(q0 + q_block, n_q)
-            scores = q[q0:q1] @ chunk.T  # float32 BLAS
-            scores *= -2.0
-            scores += sqnorms
-            if exc is not None:
-                ex = exc[q0:q1]
-                hit = (ex >= start) & (ex < start + n)
-                scores[np.flatnonzero(hit), ex[hit] - start] = np.inf
-            if n > n_cand:
-                part = np.argpartition(scores, n_cand - 1, axis=1)[:, :n_cand]
-            else:
-                part = np.broadcast_to(np.arange(n), (q1 - q0, n))
-            cand_idx = np.concatenate([best_idx[q0:q1], part + start], axis=1)
-            cand_score = np.concatenate(
-                [best_score[q0:q1], np.take_along_axis(scores, part, axis=1)], axis=1)
-            if cand_idx.shape[1] > width:
-                keep = np.argpartition(cand_score, width - 1, axis=1)[:, :width]
-                cand_idx = np.take_along_axis(cand_idx, keep, axis=1)
-                cand_score = np.take_along_axis(cand_score, keep, axis=1)
-            new_idx[q0:q1] = cand_idx
-            new_score[q0:q1] = cand_score
-        best_idx, best_score = new_idx, new_score
-
-    # Exact float64 re-ranking of the candidates, read back from the source.
-    uniq, inverse = np.unique(best_idx, return_inverse=True)
-    cand = source.take(uniq).astype(np.float64)
-    inverse = inverse.reshape(best_idx.shape)
-    out_idx = np.empty((n_q, k), dtype=np.int64)
-    out_dist = np.empty((n_q, k), dtype=np.float64)
-    r_block = max(1, 2**22 // max(1, n_cand * source.dim))
-    for q0 in range(0, n_q, r_block):
-        q1 = min(q0 + r_block, n_q)
-        diff = cand[inverse[q0:q1]]
-        diff -= q[q0:q1, np.newaxis, :].astype(np.float64)
-        dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-        if exc is not None:
-            dist[best_idx[q0:q1] == exc[q0:q1, np.newaxis]] = np.inf
-        order = np.lexsort((best_idx[q0:q1], dist), axis=1)[:, :k]
-        out_idx[q0:q1] = np.take_along_axis(best_idx[q0:q1], order, axis=1)
-        out_dist[q0:q1] = np.take_along_axis(dist, order, axis=1)
-    return out_idx, out_dist
+        rows = default_chunk_rows(source) if chunk_rows is None else int(chunk_rows)
+    # Norms a file source already holds are used; otherwise each chunk's are
+    # computed as it is read (no extra pass).
+    return _neighbours(q, source, k, getattr(source, "_sqnorms", None), rows, exc)

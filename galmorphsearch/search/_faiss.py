@@ -6,9 +6,10 @@ index files with their JSON sidecars.
 An index saved for a database is two files: ``<name>.index``, written by
 ``faiss.write_index`` (faiss's own binary format; no pickle), and
 ``<name>.index.json``, a sidecar that ties it to the latents it was built
-from (rows, latent dimension, storage dtype, encoder hash, a content hash of
-the latents in row order), records the build parameters and the size and
-SHA-256 of the index file. Both are written atomically.
+from (rows, latent dimension, storage dtype, encoder hash, and the
+database's ``LATHASH``, the content hash of the latents as stored defined
+in ``galmorphsearch.database._lathash``), records the build parameters and
+the size and SHA-256 of the index file. Both are written atomically.
 """
 
 import hashlib
@@ -19,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from astropy.time import Time
 
+from ..database._stores import LatentSource, latent_hash
 from ..utils import atomic_path
-from ._sources import latent_hash, source_dtype
 
 __all__ = []
 
@@ -49,10 +50,10 @@ def import_faiss():
     return faiss
 
 
-class IndexLatents:
+class IndexLatents(LatentSource):
     """A latent source over the vectors stored in a faiss index (Flat, IVF-Flat, HNSW-Flat)."""
 
-    dtype = np.dtype(np.float32)
+    in_memory = True
 
     def __init__(self, index):
         self.index = index
@@ -64,14 +65,18 @@ class IndexLatents:
     def dim(self):
         return int(self.index.d)
 
-    def iter_chunks(self, chunk_rows):
+    @property
+    def dtype(self):
+        return np.dtype(np.float32)
+
+    def iter_chunks(self, chunk_rows=None):
         n = len(self)
-        chunk_rows = max(1, int(chunk_rows))
-        for start in range(0, n, chunk_rows):
-            yield start, self.index.reconstruct_n(start, min(chunk_rows, n - start))
+        rows = self._default_rows(chunk_rows)
+        for start in range(0, n, rows):
+            yield start, self.index.reconstruct_n(start, min(rows, n - start))
 
     def take(self, indices):
-        return self.index.reconstruct_batch(np.asarray(indices, dtype=np.int64))
+        return self.index.reconstruct_batch(self._indices(indices))
 
 
 def sidecar_path(index_path):
@@ -98,8 +103,11 @@ class Provenance:
         The database latents.
     meta : dict, optional
         Database keywords: ``ENCHASH`` (encoder weights hash), ``LATHASH``
-        (content hash of the latents, when the database carries one) and
-        ``FILE`` (the database file name, recorded for information only).
+        (the database's `~galmorphsearch.database.LatentDatabase.lathash`,
+        or a callable returning it or None, called at most once and only
+        when the hash is needed) and ``FILE`` (the database file name,
+        recorded for information only). Without ``LATHASH`` the same hash,
+        `~galmorphsearch.database.latent_hash`, is computed from ``source``.
     """
 
     def __init__(self, source, meta=None):
@@ -109,46 +117,53 @@ class Provenance:
         self.fields = {
             "NROWS": len(source),
             "LATDIM": int(source.dim),
-            "LATTYPE": str(source_dtype(source)),
+            "LATTYPE": np.dtype(source.dtype).name,
             "ENCHASH": None if enchash is None else str(enchash),
         }
         self.file = None if meta.get("FILE") is None else str(meta["FILE"])
-        keyword = meta.get("LATHASH")
-        self.keyword_hash = None if keyword is None else str(keyword)
+        self._keyword = meta.get("LATHASH")
         self._computed = None
 
+    @property
+    def keyword_hash(self):
+        """The ``LATHASH`` the database gave, or None."""
+        if callable(self._keyword):
+            self._keyword = self._keyword()
+        return None if self._keyword is None else str(self._keyword)
+
     def computed_hash(self):
-        """`latent_hash` of the source (computed once, streaming)."""
+        """`~galmorphsearch.database.latent_hash` of the source (computed once, streaming)."""
         if self._computed is None:
             self._computed = latent_hash(self.source)
         return self._computed
 
+    def current_hash(self):
+        """The ``LATHASH`` of the latents: the database's, else computed."""
+        keyword = self.keyword_hash
+        return self.computed_hash() if keyword is None else keyword
+
     def record(self):
         """The ``database`` entry of a sidecar."""
-        if self.keyword_hash is not None:
-            lathash, origin = self.keyword_hash, "keyword"
-        else:
-            lathash, origin = self.computed_hash(), "computed"
-        return {**self.fields, "LATHASH": lathash, "LATHSRC": origin, "FILE": self.file}
+        origin = "computed" if self.keyword_hash is None else "keyword"
+        return {**self.fields, "LATHASH": self.current_hash(), "LATHSRC": origin,
+                "FILE": self.file}
 
     def differences(self, recorded, with_hash=True):
         """Reasons why ``recorded`` (a sidecar's ``database``) does not match."""
         reasons = []
-        # LATTYPE is recorded for information only: the content hash is that of
-        # the float32 values, whatever the storage dtype.
-        labels = {"NROWS": "rows", "LATDIM": "latent dimension", "ENCHASH": "encoder hash"}
+        labels = {"NROWS": "rows", "LATDIM": "latent dimension",
+                  "LATTYPE": "latents stored as", "ENCHASH": "encoder hash"}
         for key, label in labels.items():
             if recorded.get(key) != self.fields[key]:
                 reasons.append(f"{label} {recorded.get(key)!r} in the index, "
                                f"{self.fields[key]!r} in the database")
         if reasons or not with_hash:
             return reasons
-        if recorded.get("LATHSRC") == "keyword" and self.keyword_hash is not None:
-            current = self.keyword_hash
-        else:
-            current = self.computed_hash()
+        # LATHASH hashes the latents as stored, whoever computed it (the
+        # database's keyword or a pass over the latents): one definition.
+        current = self.current_hash()
         if str(recorded.get("LATHASH")) != current:
-            reasons.append("the latents differ (content hash "
+            reasons.append("the latents differ (LATHASH "
                            f"{recorded.get('LATHASH')!r} in the index, {current!r} now)")
         return reasons
 

@@ -23,6 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..database._stores import (
+    ArrayLatents,
+    LatentSource,
+    default_chunk_rows,
+    is_latent_source,
+    source_squared_norms,
+)
 from ..utils import GalMorphSearchWarning, StaleIndexError, StaleIndexWarning
 from ._faiss import (
     IndexLatents,
@@ -31,7 +38,6 @@ from ._faiss import (
     import_faiss,
     write_index_files,
 )
-from ._sources import ArrayLatents, as_latent_source, is_latent_source
 from ._threads import check_threads, limit_threads
 from .similarity import (
     _EXTRA_CANDIDATES,
@@ -42,7 +48,6 @@ from .similarity import (
     _check_k,
     _neighbours,
     _rerank,
-    _squared_norms,
 )
 
 __all__ = [
@@ -86,7 +91,7 @@ class SearchBackend(abc.ABC):
     #: Name under which the backend is registered.
     name = None
 
-    #: Whether `fit` accepts a latent source (see ``galmorphsearch.search._sources``).
+    #: Whether `fit` accepts a latent source (see `galmorphsearch.database.LatentSource`).
     accepts_latent_sources = False
 
     #: Whether `fit` accepts ``index_path``, ``provenance`` and ``on_stale``.
@@ -140,7 +145,9 @@ class SearchBackend(abc.ABC):
         return f"<{type(self).__name__}>"
 
 
-def _check_chunk_size(chunk_size):
+def _check_chunk_size(chunk_size, allow_none=False):
+    if chunk_size is None and allow_none:
+        return None
     chunk_size = int(chunk_size)
     if chunk_size < 1:
         msg = f"chunk_size must be at least 1; got {chunk_size}."
@@ -160,44 +167,50 @@ def _check_queries(queries, dim):
     return q
 
 
-def _fit_source(latents, chunk_size, with_norms):
+def _as_source(latents):
     """
-    A checked latent source for ``latents`` and, optionally, its squared norms.
-
-    An array is converted to native float32 once; a source is streamed once,
-    block by block, to check its values (and compute the norms).
+    A latent source for ``latents``: a source as it is, an array wrapped
+    in an `~galmorphsearch.database.ArrayLatents` (float16 and float32 kept,
+    not copied; its values are checked by the caller's pass over them).
     """
-    if not is_latent_source(latents) and not isinstance(latents, ArrayLatents):
-        lat = _as_latents(latents, "database latents")
-        if lat.shape[0] == 0:
-            msg = "The database is empty."
-            raise ValueError(msg)
-        _check_finite(lat, "database latents")
-        return ArrayLatents(lat), (_squared_norms(lat) if with_norms else None)
-    source = as_latent_source(latents)
-    n = len(source)
-    if n == 0:
+    source = latents if is_latent_source(latents) else ArrayLatents(latents, check_finite=False)
+    if len(source) == 0:
         msg = "The database is empty."
         raise ValueError(msg)
     if int(source.dim) < 1:
         msg = "The database latents have dimension 0."
         raise ValueError(msg)
-    sqnorms = np.empty(n, dtype=np.float64) if with_norms else None
-    bad = []
-    for start, block in source.iter_chunks(chunk_size):
-        block = np.asarray(block, dtype=np.float32)
-        finite = np.all(np.isfinite(block), axis=1)
-        if not finite.all():
-            bad.extend((start + np.flatnonzero(~finite)).tolist())
-        if with_norms:
-            sqnorms[start:start + block.shape[0]] = _squared_norms(block)
-    if bad:
+    return source
+
+
+def _chunk_rows(chunk_size, source):
+    """Rows per block: as asked, else the file source's default, else `DEFAULT_CHUNK_SIZE`."""
+    if chunk_size is not None:
+        return chunk_size
+    if isinstance(source, LatentSource) and not source.in_memory:
+        return default_chunk_rows(source)  # about 16 MiB read at a time
+    return DEFAULT_CHUNK_SIZE
+
+
+def _fit_source(latents, chunk_size):
+    """
+    A checked latent source for ``latents``, its squared norms and the rows per block.
+
+    The norms take one pass over the latents, block by block (none for a
+    file source that already holds them: they are kept with the source),
+    and a row with NaN or infinite values has a norm that is not finite.
+    """
+    source = _as_source(latents)
+    rows = _chunk_rows(chunk_size, source)
+    sqnorms = source_squared_norms(source, rows)
+    bad = np.flatnonzero(~np.isfinite(sqnorms))
+    if bad.size:
         msg = (
-            f"database latents hold NaN or infinite values in {len(bad)} row(s) "
-            f"(first: {bad[:5]})."
+            f"database latents hold NaN or infinite values in {bad.size} row(s) "
+            f"(first: {bad[:5].tolist()})."
         )
         raise ValueError(msg)
-    return source, sqnorms
+    return source, sqnorms, rows
 
 
 class ExactBackend(SearchBackend):
@@ -210,14 +223,21 @@ class ExactBackend(SearchBackend):
     extra candidates of each query are kept across blocks (``argpartition``
     merges), and the candidates are re-ranked on exact float64 distances,
     so an identical vector is at distance exactly 0 (see
-    `~galmorphsearch.search.exact_neighbours`). The latents are checked and
-    their squared norms computed once, in `fit`.
+    `~galmorphsearch.search.exact_neighbours`; this is the one exact search
+    of the package, also behind `~galmorphsearch.database.chunked_neighbours`).
+    The latents are checked and their squared norms computed once, in
+    `fit`; a file source (a database read with ``memmap=True``) keeps its
+    norms, so a later backend on the same database does not read the file
+    for them again. A search reads a file source once, whatever the number
+    of queries.
 
     Parameters
     ----------
     chunk_size : int, optional
         Number of database rows compared with the queries at once; memory
         grows with ``chunk_size`` times the number of queries in a block.
+        Default: 32768 rows for latents in memory; for a file source, its
+        own default (about 16 MiB read at a time).
     threads : int, optional
         Cap the BLAS thread pools at this many threads while fitting and
         searching (through threadpoolctl); by default they are left as they
@@ -237,15 +257,17 @@ class ExactBackend(SearchBackend):
     accepts_latent_sources = True
     exact = True
 
-    def __init__(self, chunk_size=DEFAULT_CHUNK_SIZE, *, threads=None):
-        self.chunk_size = _check_chunk_size(chunk_size)
+    def __init__(self, chunk_size=None, *, threads=None):
+        self.chunk_size = _check_chunk_size(chunk_size, allow_none=True)
         self.threads = check_threads(threads)
         self._source = None
         self._sqnorms = None
+        self._rows = None
 
     def __repr__(self):
         n = "unfitted" if self._source is None else f"{len(self._source)} rows"
-        return f"<ExactBackend chunk_size={self.chunk_size}, {n}>"
+        size = "default" if self.chunk_size is None else self.chunk_size
+        return f"<ExactBackend chunk_size={size}, {n}>"
 
     @property
     def n_rows(self):
@@ -269,11 +291,12 @@ class ExactBackend(SearchBackend):
         Parameters
         ----------
         latents : array-like, shape (N, D), or latent source
-            The database latent vectors: an array (kept as native float32,
-            copied only if needed) or an object with ``__len__``, ``dim``,
-            ``dtype``, ``iter_chunks(rows)`` and ``take(indices)`` (kept as
-            it is and read block by block; see
-            ``galmorphsearch.search._sources``).
+            The database latent vectors: an array (float32 and float16
+            kept as they are, other types converted to float32) or a latent
+            source, an object with ``__len__``, ``dim``, ``dtype``,
+            ``iter_chunks(rows)`` and ``take(indices)`` (kept as it is and
+            read block by block; see `galmorphsearch.database.LatentSource`,
+            e.g. ``database.latent_source``).
 
         Returns
         -------
@@ -286,7 +309,7 @@ class ExactBackend(SearchBackend):
             If the array is not 2-D, is empty or holds NaN or infinite values.
         """
         with limit_threads(self.threads):
-            self._source, self._sqnorms = _fit_source(latents, self.chunk_size, True)
+            self._source, self._sqnorms, self._rows = _fit_source(latents, self.chunk_size)
         return self
 
     def search(self, queries, k, exclude=None):
@@ -326,7 +349,7 @@ class ExactBackend(SearchBackend):
         n_available = n - (1 if exc is not None and np.any(exc >= 0) else 0)
         k = _check_k(k, n_available)
         with limit_threads(self.threads):
-            return _neighbours(q, self._source, k, self._sqnorms, self.chunk_size, exc)
+            return _neighbours(q, self._source, k, self._sqnorms, self._rows, exc)
 
 
 def _positive_int(value, name):
@@ -471,6 +494,7 @@ class FaissBackend(SearchBackend):
         self.chunk_size = _check_chunk_size(chunk_size)
         self.threads = check_threads(threads)
         self._index = None
+        self._fit_source = None
         self._search_param = None
         self.recall = None
         self.index_info = None
@@ -668,9 +692,11 @@ class FaissBackend(SearchBackend):
             index lives in memory only.
         provenance : dict, optional
             Database keywords recorded in and checked against the sidecar:
-            ``ENCHASH``, ``LATHASH`` (a content hash the database carries;
-            without one, the SHA-256 of the float32 latents, ``latent_hash``, is
-            computed from the latents) and ``FILE`` (for information).
+            ``ENCHASH``, ``LATHASH`` (the database's
+            `~galmorphsearch.database.LatentDatabase.lathash`, or a
+            callable returning it, called only when needed; without one,
+            `~galmorphsearch.database.latent_hash` of the latents, the same
+            hash, is computed with one pass) and ``FILE`` (for information).
         on_stale : {'rebuild', 'raise'}, optional
             What to do with a stale index file: rebuild the index and
             replace the file, with a `~galmorphsearch.utils.StaleIndexWarning`
@@ -699,10 +725,8 @@ class FaissBackend(SearchBackend):
         """
         on_stale = _check_on_stale(on_stale)
         with limit_threads(self.threads):
-            source = as_latent_source(latents)
-            if len(source) == 0:
-                msg = "The database is empty."
-                raise ValueError(msg)
+            source = _as_source(latents)
+            self._fit_source = source
             if index_path is None:
                 self._build(source)
                 self.index_info = None
@@ -791,8 +815,9 @@ class FaissBackend(SearchBackend):
             ``index_path + '.json'``. Both are written atomically.
         provenance : dict, optional
             Database keywords to record (``ENCHASH``, ``LATHASH``, ``FILE``);
-            without ``LATHASH`` the content hash is computed from the
-            vectors stored in the index.
+            without ``LATHASH`` the content hash
+            (`~galmorphsearch.database.latent_hash`) is computed from the
+            latents the index was built from, at their stored precision.
         overwrite : bool, optional
             Replace existing files.
 
@@ -806,7 +831,8 @@ class FaissBackend(SearchBackend):
         if self._index is None:
             msg = "The backend has not been fitted; call fit(latents) first."
             raise RuntimeError(msg)
-        prov = Provenance(IndexLatents(self._index), provenance)
+        source = self._fit_source if self._fit_source is not None else IndexLatents(self._index)
+        prov = Provenance(source, provenance)
         with limit_threads(self.threads):
             self._write(index_path, prov, overwrite=overwrite)
         self.index_state = "saved"
@@ -878,8 +904,10 @@ class AutoBackend(SearchBackend):
 
     1. `ExactBackend` when the database has at most ``max_exact_rows`` rows
        (`AUTO_EXACT_MAX_ROWS`, 250 000, by default);
-    2. `ExactBackend` when the latents are not an in-memory array (a
-       memory-mapped store: an IVF index would hold them all in memory);
+    2. `ExactBackend` when the latents are not held in memory: a file
+       source such as the ``latent_source`` of a database read with
+       ``memmap=True`` (``database.out_of_core``), whose ``in_memory`` is
+       False; an IVF index would hold them all in memory;
     3. ``FaissBackend('ivf')`` when faiss is installed, loading an
        up-to-date index file or building one (and saving it when
        ``index_path`` is given);
@@ -893,7 +921,8 @@ class AutoBackend(SearchBackend):
     max_exact_rows : int, optional
         The largest database searched exactly.
     chunk_size : int, optional
-        Rows per block (both backends).
+        Rows per block (both backends; default: as `ExactBackend`, and
+        32768 for the IVF index).
     threads : int, optional
         Thread cap passed to the chosen backend.
     **ivf_options
@@ -915,7 +944,7 @@ class AutoBackend(SearchBackend):
 
     _IVF_OPTIONS = ("nlist", "nprobe", "target_recall", "seed")
 
-    def __init__(self, *, max_exact_rows=AUTO_EXACT_MAX_ROWS, chunk_size=DEFAULT_CHUNK_SIZE,
+    def __init__(self, *, max_exact_rows=AUTO_EXACT_MAX_ROWS, chunk_size=None,
                  threads=None, **ivf_options):
         unknown = sorted(set(ivf_options) - set(self._IVF_OPTIONS))
         if unknown:
@@ -927,7 +956,7 @@ class AutoBackend(SearchBackend):
             msg = f"max_exact_rows must be non-negative; got {max_exact_rows}."
             raise ValueError(msg)
         self.max_exact_rows = max_exact_rows
-        self.chunk_size = _check_chunk_size(chunk_size)
+        self.chunk_size = _check_chunk_size(chunk_size, allow_none=True)
         self.threads = check_threads(threads)
         self.ivf_options = dict(ivf_options)
         self.backend = None
@@ -979,9 +1008,12 @@ class AutoBackend(SearchBackend):
             The fitted backend.
         """
         on_stale = _check_on_stale(on_stale)
-        in_memory = not is_latent_source(latents) or isinstance(latents, ArrayLatents) or bool(
-            getattr(latents, "in_memory", False))
-        n = len(latents) if is_latent_source(latents) else np.shape(latents)[0]
+        # An array, or a source that says it holds its latents in memory
+        # (ArrayLatents); a file source (a database read with memmap=True,
+        # whose ``out_of_core`` is True) or an unknown source is not.
+        source = latents if is_latent_source(latents) else None
+        in_memory = source is None or bool(getattr(source, "in_memory", False))
+        n = len(source) if source is not None else np.shape(latents)[0]
         chosen = None
         if n <= self.max_exact_rows:
             reason = f"{n} rows <= max_exact_rows={self.max_exact_rows}"
@@ -989,8 +1021,8 @@ class AutoBackend(SearchBackend):
             reason = "the latents are not in memory (an IVF index would hold them all)"
         else:
             try:
-                chosen = FaissBackend("ivf", chunk_size=self.chunk_size, threads=self.threads,
-                                      **self.ivf_options)
+                chosen = FaissBackend("ivf", chunk_size=self.chunk_size or DEFAULT_CHUNK_SIZE,
+                                      threads=self.threads, **self.ivf_options)
             except ImportError:
                 reason = ('faiss is not installed (pip install "galmorphsearch[scale]" for '
                           "approximate search of large databases)")

@@ -12,8 +12,8 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Column, Table
 
 from ..catalogs import get_scheme
+from ..database._stores import ArrayLatents, LatentSource, default_chunk_rows, is_latent_source
 from ..preprocessing import GalaxyCutout
-from ._sources import ArrayLatents, as_latent_source, is_latent_source, source_dtype
 from .backends import SearchBackend, _check_on_stale, get_backend
 from .similarity import _check_k, identical_mask, identical_rtol
 
@@ -74,23 +74,28 @@ def _degrees(col):
 def _database_source(database):
     """
     The latents of a database as a latent source: ``database.latent_source``
-    when the database offers one (a memory-mapped store), else
+    when the database offers one (a `~galmorphsearch.database.LatentDatabase`:
+    a file source when it was read with ``memmap=True``, so that the latents
+    are searched chunk by chunk and never loaded whole), else
     ``database.latents`` (an array, or itself a source).
     """
     source = getattr(database, "latent_source", None)
     if source is None:
         source = database.latents
-    if is_latent_source(source) or isinstance(source, ArrayLatents):
+    if is_latent_source(source):
         return source
-    return as_latent_source(np.asarray(source, dtype=np.float32))
+    # Checked by the backend's pass over the latents.
+    return ArrayLatents(source, check_finite=False)
 
 
 def _as_array(source):
     """A source as one float32 array, for backends that take arrays only."""
     if isinstance(source, ArrayLatents):
         return source.array.astype(np.float32, copy=False)
+    if isinstance(source, LatentSource):
+        return source.read()
     out = np.empty((len(source), int(source.dim)), dtype=np.float32)
-    for start, block in source.iter_chunks(32768):
+    for start, block in source.iter_chunks(default_chunk_rows(source)):
         out[start:start + block.shape[0]] = block
     return out
 
@@ -224,7 +229,10 @@ class SimilaritySearcher:
         if self._n_rows != len(source):
             msg = f"The database table has {self._n_rows} rows but {len(source)} latents."
             raise ValueError(msg)
-        self._identical_rtol = identical_rtol(source_dtype(source))
+        # Latents stored as float16 lie up to 2**-11 of their norm from the
+        # float32 latents they were rounded from: a larger identical-image
+        # tolerance (IDENTICAL_RTOL_FLOAT16) for them.
+        self._identical_rtol = identical_rtol(source.dtype)
         self.index_path = self._index_path(index_path)
         if getattr(self.backend, "supports_index_files", False):
             self.backend.fit(source, index_path=self.index_path,
@@ -257,11 +265,25 @@ class SimilaritySearcher:
     def _provenance(self):
         """Database keywords that tie a saved index to the database."""
         meta = self._meta()
-        prov = {key: meta[key] for key in ("ENCHASH", "LATHASH") if meta.get(key) is not None}
+        prov = {"LATHASH": self._database_lathash}  # resolved only if an index needs it
+        if meta.get("ENCHASH") is not None:
+            prov["ENCHASH"] = meta["ENCHASH"]
         db_path = getattr(self.database, "path", None)
         if db_path is not None:
             prov["FILE"] = Path(db_path).name
         return prov
+
+    def _database_lathash(self):
+        """
+        The database's ``LATHASH``: `LatentDatabase.lathash
+        <galmorphsearch.database.LatentDatabase.lathash>` (the value recorded
+        in its file, free to read), else a ``LATHASH`` keyword in its meta,
+        else None (the backend then computes the same hash from the latents).
+        """
+        lathash = getattr(self.database, "lathash", None)
+        if lathash is None:
+            lathash = self._meta().get("LATHASH")
+        return lathash
 
     def _meta(self):
         meta = getattr(self.database, "meta", None)

@@ -21,7 +21,7 @@ the target's background, and Sp is negative for galaxies farther than that.
 
 import numpy as np
 
-from ._sources import as_latent_source
+from ..database._stores import ArrayLatents, is_latent_source
 
 __all__ = ["similarity_percent", "exact_neighbours", "database_h_similarity",
            "IDENTICAL_RTOL", "IDENTICAL_RTOL_FLOAT16", "identical_mask"]
@@ -197,11 +197,13 @@ def _check_k(k, n_available, what="database row(s) that can be returned"):
 
 def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
     """
-    Core of `exact_neighbours` on checked float32 queries.
+    The exact search of the package, on checked float32 queries: the core of
+    `exact_neighbours`, `~galmorphsearch.database.chunked_neighbours` and
+    `~galmorphsearch.search.ExactBackend`.
 
-    ``database`` is a float32 array or a latent source (see
-    ``galmorphsearch.search._sources``); ``db_sqnorms`` its squared row norms
-    (float64), or None to compute them block by block. The database is read
+    ``database`` is a checked float32 array or a latent source (see
+    `galmorphsearch.database.LatentSource`); ``db_sqnorms`` its squared row
+    norms (float64), or None to compute them block by block. The database is read
     once, block by block (the outer loop), and each block is compared with
     all queries in bounded blocks of queries (the inner loop), so a
     memory-mapped store is streamed once per call. A fast float32 pass ranks
@@ -209,7 +211,8 @@ def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
     ``k`` plus a few extra candidates per query, and the candidates are then
     re-ranked on exact float64 distances (`_rerank`).
     """
-    source = as_latent_source(database)
+    source = (database if is_latent_source(database)
+              else ArrayLatents(database, check_finite=False))  # checked by the caller
     n_q, n_db = queries.shape[0], len(source)
     n_cand = min(k + _EXTRA_CANDIDATES, n_db)
     q_chunk = max(1, min(n_q, _MAX_BLOCK_ELEMENTS // min(chunk_size, n_db)))
