@@ -488,12 +488,6 @@ class _FileSource(LatentSource):
             bad = (start + bad) if rows is None else rows[bad]
             raise _not_finite_error(self.path, self.column, np.asarray(bad))
 
-    def _aligned_rows(self, chunk_rows, step):
-        rows = self._default_rows(chunk_rows)
-        if chunk_rows is None and rows > step:
-            rows -= rows % step
-        return rows
-
 
 class FITSLatents(_FileSource):
     """
@@ -674,6 +668,13 @@ class HDF5Latents(_FileSource):
     def dtype(self):
         return self._dtype
 
+    def _default_rows(self, chunk_rows):
+        rows = super()._default_rows(chunk_rows)
+        if chunk_rows is None and rows > self._storage_rows:
+            # Whole storage chunks, each decoded (and checksummed) once.
+            rows -= rows % self._storage_rows
+        return rows
+
     def _open(self):
         import h5py
 
@@ -687,7 +688,7 @@ class HDF5Latents(_FileSource):
             raise DatabaseFormatError(msg) from exc
 
     def iter_chunks(self, chunk_rows=None):
-        rows = self._aligned_rows(chunk_rows, self._storage_rows)
+        rows = self._default_rows(chunk_rows)
         n_rows = min(rows, len(self))
         out = np.empty((n_rows, self._dim), dtype=np.float32)
         with self._open() as f:
