@@ -437,7 +437,8 @@ class LatentDatabase:
         `~galmorphsearch.database.HDF5Latents` reading the file for a
         database read with ``memmap=True``, else an
         `~galmorphsearch.database.ArrayLatents` over the latent column (no
-        copy). See `~galmorphsearch.database.chunked_neighbours`.
+        copy). `~galmorphsearch.search.SimilaritySearcher` searches it; see
+        also `~galmorphsearch.database.chunked_neighbours`.
         """
         return self._source("latent")
 

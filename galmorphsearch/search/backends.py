@@ -686,7 +686,7 @@ class FaissBackend(SearchBackend):
         index_path : str or path-like, optional
             An index file (with its sidecar ``index_path + '.json'``). When
             it exists and matches the latents (rows, latent dimension and
-            dtype, encoder hash, latent content hash, build parameters, file
+            storage dtype, encoder hash, ``LATHASH``, build parameters, file
             checksum) it is loaded; when it is missing it is written after
             the build; when it is stale, see ``on_stale``. Without it, the
             index lives in memory only.

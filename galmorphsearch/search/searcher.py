@@ -122,10 +122,13 @@ class SimilaritySearcher:
     Parameters
     ----------
     database : `~galmorphsearch.database.LatentDatabase`
-        The latent database: any object with ``latents`` (N, D),
-        ``table`` (with ``objid``, ``ra``, ``dec``, ``morphology``,
-        ``type_index``), ``h_similarity_mean``, ``h_similarity_std`` and
-        ``check_encoder(encoder)``.
+        The latent database: any object with ``latent_source`` (a latent
+        source, see `galmorphsearch.database.LatentSource`; searched chunk
+        by chunk, so a database read with ``memmap=True`` is never loaded
+        whole) or ``latents`` (N, D), ``table`` (with ``objid``, ``ra``,
+        ``dec``, ``morphology``, ``type_index``), ``h_similarity_mean``,
+        ``h_similarity_std`` and ``check_encoder(encoder)``; and optionally
+        ``path``, ``meta`` and ``lathash`` (for index files).
     encoder : `~galmorphsearch.model.Encoder`, optional
         The encoder that built the database, needed to search with
         `~galmorphsearch.preprocessing.GalaxyCutout` targets. Without it,
@@ -136,7 +139,8 @@ class SimilaritySearcher:
         search), ``'faiss-flat'`` (exact, faiss), ``'faiss-ivf'`` or
         ``'faiss-hnsw'`` (approximate, faiss), ``'auto'`` (exact up to
         `~galmorphsearch.search.AUTO_EXACT_MAX_ROWS` rows or when the
-        latents are not in memory, ``'faiss-ivf'`` above when faiss is
+        latents are not in memory (``database.out_of_core``),
+        ``'faiss-ivf'`` above when faiss is
         installed; see `AutoBackend`), or a `SearchBackend` instance (e.g.
         ``ExactBackend(chunk_size=4096)``, ``FaissBackend('ivf', nlist=1024)``).
         The faiss backends need the ``scale`` extra
@@ -152,8 +156,8 @@ class SimilaritySearcher:
         ``<...>.index.json``, when the database was read from a file (its
         ``path``); otherwise, and with None, the index is built in memory
         only. A saved index is checked against the database (rows, latent
-        dimension, encoder hash, a content hash of the latents, build
-        parameters) before it is used.
+        dimension and storage precision, encoder hash, the database's
+        ``LATHASH``, build parameters) before it is used.
     on_stale : {'rebuild', 'raise'}, optional
         What to do when the saved index no longer matches the database:
         rebuild it and replace the files, with a
