@@ -7,6 +7,7 @@ against its LATHASH, and float16 databases recognise a target's own entry.
 """
 
 import json
+import pickle
 import warnings
 from pathlib import Path
 
@@ -133,6 +134,9 @@ def test_memmap_exact_search_streams_the_file(tmp_path, passes, suffix, monkeypa
     assert len(passes) == 3
     assert_array_equal(again.search_latents(q, bkg, k=6)["objid"], reference["objid"])
     assert passes[-1] == 64
+    # Pickled (for other processes) without the cached norms.
+    assert mem.latent_source._sqnorms.shape == (len(mem),)
+    assert not hasattr(pickle.loads(pickle.dumps(mem.latent_source)), "_sqnorms")
 
 
 def test_auto_is_exact_out_of_core(tmp_path, faiss):

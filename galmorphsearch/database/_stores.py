@@ -460,6 +460,13 @@ class ArrayLatents(LatentSource):
 class _FileSource(LatentSource):
     """What file sources share: the path, a check that the file is unchanged."""
 
+    def __getstate__(self):
+        # The cached squared norms (8 bytes per row) are not shipped to other
+        # processes: a source pickles as its path and layout.
+        state = self.__dict__.copy()
+        state.pop("_sqnorms", None)
+        return state
+
     def _remember_file(self, path):
         self.path = Path(path)
         self._stat = self._file_state()
