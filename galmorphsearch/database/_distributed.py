@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -43,6 +44,10 @@ _HSIM_BLOCK_ROWS = 8192
 _HSIM_CHUNK_ROWS = 32768
 
 _ON_ERROR = ("skip", "raise")
+
+#: Seconds that a failed build waits for its running tasks to end before
+#: it removes the partition folder.
+_STOP_TIMEOUT = 120.0
 
 # Encoders loaded on Dask workers by `_dask_plugin.EncoderPlugin`, keyed by
 # (worker id, weights hash): one per worker, even for threaded workers that
@@ -487,12 +492,16 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
     specs, set_keywords = _partition_specs(images, len(catalog), partition_size)
     _check_unique_objids(catalog["objid"])
 
-    key = str(encoder.weights_hash)
+    if client is not None and not callable(getattr(encoder, "save", None)):
+        msg = (f"A Dask build ships the encoder to the workers as a weight file, which a "
+               f"{type(encoder).__name__} cannot write; give a galmorphsearch Encoder.")
+        raise TypeError(msg)
     parent = Path(scratch_dir) if scratch_dir is not None else output.parent
     parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=parent))
     try:
-        args = (key, str(folder), batch_size, preprocess_kwargs, on_error)
+        args = (str(encoder.weights_hash), str(folder), batch_size, preprocess_kwargs,
+                on_error)
         results = _run(client, encoder, _build_partition,
                        [(i, start, payload, *args) for i, (start, payload) in enumerate(specs)],
                        "partitions", progress_bar)
@@ -589,9 +598,8 @@ def _run(client, encoder, func, arguments, desc, progress_bar):
 
     if encoder is not None:
         _register_encoder(client, encoder)
-    token = uuid.uuid4().hex[:12]
-    futures = [client.submit(func, *args, key=f"galmorphsearch-{func.__name__}-{token}-{i}",
-                             pure=False)
+    prefix = f"galmorphsearch-{func.__name__}-{uuid.uuid4().hex[:12]}-"
+    futures = [client.submit(func, *args, key=f"{prefix}{i}", pure=False)
                for i, args in enumerate(arguments)]
     results = [None] * len(futures)
     position = {future.key: i for i, future in enumerate(futures)}
@@ -602,22 +610,38 @@ def _run(client, encoder, func, arguments, desc, progress_bar):
             future.release()
     except BaseException:
         client.cancel(futures)
+        _wait_until_stopped(client, prefix)
         raise
     return results
+
+
+def _running_tasks(prefix, dask_worker=None):
+    """How many tasks whose key starts with ``prefix`` run on this worker (``client.run``)."""
+    return sum(str(ts.key).startswith(prefix) for ts in dask_worker.state.all_running_tasks)
+
+
+def _wait_until_stopped(client, prefix, timeout=_STOP_TIMEOUT):
+    """
+    Wait for cancelled tasks that were already running to end.
+
+    Dask cannot interrupt a running task; waiting for them keeps a task
+    from writing a partition into the folder while it is being removed.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        while sum(client.run(_running_tasks, prefix).values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    except Exception:  # the cluster is gone: nothing runs any more
+        pass
 
 
 def _register_encoder(client, encoder):
     """Ship ``encoder`` to every worker of ``client`` once (a worker plugin)."""
     from ._dask_plugin import EncoderPlugin
 
-    save = getattr(encoder, "save", None)
-    if save is None:
-        msg = (f"A Dask build ships the encoder to the workers as a weight file, which a "
-               f"{type(encoder).__name__} cannot write; give a galmorphsearch Encoder.")
-        raise TypeError(msg)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "encoder.safetensors"
-        key = save(path)
+        key = encoder.save(path)
         payload = path.read_bytes()
     if key != encoder.weights_hash:  # pragma: no cover - save keeps the weights as they are
         msg = f"The saved encoder has weights hash {key}, not {encoder.weights_hash}."
