@@ -194,8 +194,10 @@ def test_cutouts_and_files_mixed(sample, encoder, tmp_path):
     """Cutouts made beforehand and files preprocessed by the build give one database."""
     catalog, files = sample
     mixed = [GalaxyCutout.from_image(f, **PREP) if i % 2 else f for i, f in enumerate(files)]
+    scratch = tmp_path / "scratch"
     db, _ = build_database(catalog, mixed, encoder, tmp_path / "mixed.fits", partition_size=3,
-                           carry=["r_half"], preprocess_kwargs=PREP)
+                           carry=["r_half"], preprocess_kwargs=PREP, scratch_dir=scratch)
+    assert list(scratch.iterdir()) == []
     plain, _ = build_database(catalog, files, encoder, tmp_path / "plain.fits",
                               partition_size=3, carry=["r_half"], preprocess_kwargs=PREP)
     assert_same_database(db, plain)

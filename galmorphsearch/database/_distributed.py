@@ -16,6 +16,7 @@ process, and the file is the same.
 """
 
 import collections
+import itertools
 import os
 import shutil
 import tempfile
@@ -505,6 +506,7 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
         results = _run(client, encoder, _build_partition,
                        [(i, start, payload, *args) for i, (start, payload) in enumerate(specs)],
                        "partitions", progress_bar)
+        del specs
         results.sort(key=lambda r: r["index"])
         rows = np.concatenate([r["rows"] for r in results])
         failures = _failure_table(catalog, [f for r in results for f in r["failures"]])
@@ -513,7 +515,10 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
                    f"{failures['error'][0]}: {failures['message'][0]}")
             raise ValueError(msg)
         paths = [r["path"] for r in results if r["path"] is not None]
-        blocks = [(paths, q0, min(q0 + _HSIM_BLOCK_ROWS, rows.size))
+        # Every block reads all partitions: their list goes to the workers once.
+        shared = paths if client is None else client.scatter([paths], broadcast=True,
+                                                             hash=False)[0]
+        blocks = [(shared, q0, min(q0 + _HSIM_BLOCK_ROWS, rows.size))
                   for q0 in range(0, rows.size, _HSIM_BLOCK_ROWS)]
         hsim = np.concatenate(_run(client, None, _h_similarity_block, blocks,
                                    "H-similarity", progress_bar))
@@ -567,10 +572,14 @@ def _partition_specs(images, n_rows, partition_size):
     for start in range(0, n, partition_size):
         stop = min(start + partition_size, n)
         if isinstance(images, CutoutSet):
-            payload = ("arrays", images.images[start:stop], images.backgrounds[start:stop])
+            payload = _Scatter(("arrays", images.images[start:stop],
+                                images.backgrounds[start:stop]))
         else:
-            payload = ("items", [_Cutout.of(item) if isinstance(item, GalaxyCutout) else item
-                                 for item in images[start:stop]])
+            items = [_Cutout.of(item) if isinstance(item, GalaxyCutout) else item
+                     for item in images[start:stop]]
+            payload = ("items", items)
+            if any(isinstance(item, (_Cutout, np.ndarray)) for item in items):
+                payload = _Scatter(payload)
         specs.append((start, payload))
     return specs, keywords
 
@@ -588,28 +597,62 @@ def _failure_table(catalog, failures):
     return table
 
 
+class _Scatter:
+    """An argument of `_run` that goes to the workers apart from the task (it is large)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
 def _run(client, encoder, func, arguments, desc, progress_bar):
-    """``func(*args)`` for every tuple of ``arguments``: Dask tasks or in-process calls."""
+    """
+    ``func(*args)`` for every tuple of ``arguments``, in-process or as Dask tasks.
+
+    Returns the results in the order of ``arguments``. On Dask, at most
+    twice as many tasks as the cluster has threads are submitted at a time
+    (so the data of all partitions is never on the cluster at once), each
+    `_Scatter` argument is scattered to the workers rather than sent
+    within the task, and the first error cancels every task.
+    """
     if client is None:
-        return [func(*args, encoder=encoder) if encoder is not None else func(*args)
-                for args in progress_iter(arguments, progress_bar, desc=desc,
-                                          total=len(arguments))]
+        results = []
+        for args in progress_iter(arguments, progress_bar, desc=desc, total=len(arguments)):
+            args = [a.value if isinstance(a, _Scatter) else a for a in args]
+            kwargs = {} if encoder is None else {"encoder": encoder}
+            results.append(func(*args, **kwargs))
+        return results
     from distributed import as_completed
 
     if encoder is not None:
         _register_encoder(client, encoder)
     prefix = f"galmorphsearch-{func.__name__}-{uuid.uuid4().hex[:12]}-"
-    futures = [client.submit(func, *args, key=f"{prefix}{i}", pure=False)
-               for i, args in enumerate(arguments)]
-    results = [None] * len(futures)
-    position = {future.key: i for i, future in enumerate(futures)}
+    window = max(2, 2 * sum(client.nthreads().values()))
+    results = [None] * len(arguments)
+    submitted = {}
+    done = as_completed()
+
+    def submit(i):
+        args = [client.scatter([a.value], hash=False)[0] if isinstance(a, _Scatter) else a
+                for a in arguments[i]]
+        future = client.submit(func, *args, key=f"{prefix}{i}", pure=False)
+        submitted[future.key] = (i, future)
+        done.add(future)
+
+    waiting = iter(range(len(arguments)))
     try:
-        for future in progress_iter(as_completed(futures), progress_bar, desc=desc,
-                                    total=len(futures)):
-            results[position[future.key]] = future.result()
+        for i in itertools.islice(waiting, window):
+            submit(i)
+        for future in progress_iter(done, progress_bar, desc=desc, total=len(arguments)):
+            i, _ = submitted.pop(future.key)
+            results[i] = future.result()
             future.release()
+            i = next(waiting, None)
+            if i is not None:
+                submit(i)
     except BaseException:
-        client.cancel(futures)
+        client.cancel([future for _, future in submitted.values()])
         _wait_until_stopped(client, prefix)
         raise
     return results
