@@ -181,13 +181,15 @@ def test_cutout_set_float16(sample, encoder, client, tmp_path):
     catalog, files = sample
     cutouts = [GalaxyCutout.from_image(f, **PREP) for f in files]
     cutout_set = CutoutSet.from_cutouts(cutouts, catalog)
-    ref = LatentDatabase.build(catalog, cutout_set, encoder)
+    table = cutout_set.table  # the catalog, with the cutouts' quality flags
+    ref = LatentDatabase.build(table, cutout_set, encoder, carry=["flag"])
     ref.write(tmp_path / "ref.h5", dtype="float16")
     ref = LatentDatabase.read(tmp_path / "ref.h5")
-    db, _ = build_database(catalog, cutout_set, encoder, tmp_path / "db.h5", client=client,
-                           dtype="float16", partition_size=4)
+    db, _ = build_database(table, cutout_set, encoder, tmp_path / "db.h5", client=client,
+                           dtype="float16", partition_size=4, carry=["flag"])
     assert db.latent_dtype == np.float16
     assert_same_database(db, ref, exact=False)
+    np.testing.assert_array_equal(db.table["flag"], table["flag"])
 
 
 def test_cutouts_and_files_mixed(sample, encoder, tmp_path):
@@ -304,3 +306,15 @@ def test_worker_processes(sample, encoder, tmp_path):
     assert sorted(loads.values()) == [1, 1]
     assert_same_database(db, local, exact=False)
     assert leftovers(tmp_path) == []
+
+
+def test_dask_imported_only_when_used():
+    """galmorphsearch.database works without dask and does not import it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, galmorphsearch.database; "
+            "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
