@@ -347,11 +347,12 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
     the encoder is shipped once to every worker (a worker plugin that
     loads it from the bytes of its weight file), never once per task.
     Without a client the same tasks run one after the other in this
-    process, and the file is the same (the ``DATE`` keyword and the
-    checksums that cover it aside). Either way the file is the one
-    `LatentDatabase.build` followed by `LatentDatabase.write` makes from
-    the same cutouts, with one latent-memory difference: the latents are
-    never all in memory at once (the other columns are).
+    process, and for the same ``partition_size`` the file is the same (the
+    ``DATE`` keyword and the checksums that cover it aside). Either way it
+    holds what `LatentDatabase.build` and `LatentDatabase.write` make from
+    the same cutouts (the latents up to float32 rounding, as the encoder
+    sees other batches), but the latents are never all in memory at once
+    (the other columns are).
 
     Parameters
     ----------
