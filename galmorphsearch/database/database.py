@@ -305,19 +305,7 @@ class LatentDatabase:
             rows, no scheme is known, objids repeat, or the encoder returns
             latents of the wrong shape or with NaN values.
         """
-        if not isinstance(catalog, Table):
-            msg = f"catalog must be an astropy Table; got {type(catalog).__name__}."
-            raise TypeError(msg)
-        carry = [carry] if isinstance(carry, str) else list(carry)
-        missing = [name for name in (*_CATALOG_COLUMNS, *carry) if name not in catalog.colnames]
-        if missing:
-            msg = (f"The catalog lacks the column(s) {', '.join(missing)} needed for a latent "
-                   "database.")
-            raise CatalogFormatError(msg)
-        reserved = [name for name in carry if name in (*STANDARD_COLUMNS, *_COMPUTED_COLUMNS)]
-        if reserved:
-            msg = f"Cannot carry the column(s) {', '.join(reserved)}: the database makes them."
-            raise ValueError(msg)
+        carry = _check_catalog(catalog, carry)
         from ..preprocessing import CutoutSet
 
         if isinstance(images, CutoutSet):
@@ -337,13 +325,7 @@ class LatentDatabase:
         if len(catalog) == 0:
             msg = "Cannot build a latent database from an empty catalog."
             raise ValueError(msg)
-        scheme = _scheme_name(scheme) if scheme is not None else catalog.meta.get("SCHEME")
-        if scheme is None:
-            msg = ("No morphology scheme: pass scheme= (e.g. 'gz2') or use a catalog whose "
-                   "meta has SCHEME.")
-            raise ValueError(msg)
-        if catalog_name is None:
-            catalog_name = catalog.meta.get("CATALOG", "unknown")
+        scheme = _resolve_scheme(scheme, catalog)
         _check_unique_objids(catalog["objid"])
 
         kwargs = {"batch_size": batch_size, "progress_bar": progress_bar}
@@ -355,19 +337,28 @@ class LatentDatabase:
             background = encoder.encode(sources[1], **kwargs)
         background = _check_latents(background, encoder, "background latents", catalog)
 
-        table = Table()
-        table["objid"] = catalog["objid"]
-        for name in ("ra", "dec"):
-            table[name] = _degrees(catalog[name], name)
-        table["morphology"] = catalog["morphology"]
-        table["type_index"] = catalog["type_index"]
-        table["catalog"] = Column([str(catalog_name)] * len(catalog))
-        for name in carry:
-            table[name] = catalog[name]
+        table = _catalog_table(catalog, carry, catalog_name)
         table["latent"] = _latent_column(latents, "latent")
         table["background_latent"] = _latent_column(background, "background_latent")
-        table.meta = _build_meta(encoder, keyword_sources, str(scheme))
+        table.meta = _build_meta(encoder, keyword_sources, scheme)
         return cls(table, copy=False)
+
+    @classmethod
+    def _from_sources(cls, table, sources):
+        """
+        A database whose latents stay in latent sources (out of core).
+
+        ``table`` holds every other column, the H-similarity column and
+        keywords included (they are trusted, not recomputed); ``sources``
+        maps ``latent`` and ``background_latent`` to latent sources that
+        have been checked for NaN and infinite values.
+        """
+        database = cls.__new__(cls)
+        database._sources = dict(sources)
+        database._path = None
+        database._lathash = None
+        database._table = cls._validate(table, trusted=True, sources=database._sources)
+        return database
 
     # ------------------------------------------------------------------
     # accessors
@@ -630,7 +621,8 @@ class LatentDatabase:
             extra = {} if fmt == "hdf5" else {"comments": _COMMENTS}
             writer(catalog, sources, path, overwrite=overwrite, lattype=lattype,
                    descriptions=descriptions, **extra)
-            if self._sources and Path(path).resolve() == self._path.resolve():
+            if (self._sources and self._path is not None
+                    and Path(path).resolve() == self._path.resolve()):
                 # Written over its own file: read the latents from the new one.
                 reader = HDF5Latents if fmt == "hdf5" else FITSLatents
                 self._sources = {name: reader(path, name) for name in _LATENT_COLUMNS}
@@ -948,6 +940,50 @@ def _latent_column(values, name):
     return Column(values, name=name, description=_DESCRIPTIONS[name])
 
 
+def _check_catalog(catalog, carry):
+    """Check that ``catalog`` has what a database needs; return ``carry`` as a list."""
+    if not isinstance(catalog, Table):
+        msg = f"catalog must be an astropy Table; got {type(catalog).__name__}."
+        raise TypeError(msg)
+    carry = [carry] if isinstance(carry, str) else list(carry)
+    missing = [name for name in (*_CATALOG_COLUMNS, *carry) if name not in catalog.colnames]
+    if missing:
+        msg = (f"The catalog lacks the column(s) {', '.join(missing)} needed for a latent "
+               "database.")
+        raise CatalogFormatError(msg)
+    reserved = [name for name in carry if name in (*STANDARD_COLUMNS, *_COMPUTED_COLUMNS)]
+    if reserved:
+        msg = f"Cannot carry the column(s) {', '.join(reserved)}: the database makes them."
+        raise ValueError(msg)
+    return carry
+
+
+def _resolve_scheme(scheme, catalog):
+    """The scheme name: ``scheme``, else the catalog's ``SCHEME`` keyword."""
+    scheme = _scheme_name(scheme) if scheme is not None else catalog.meta.get("SCHEME")
+    if scheme is None:
+        msg = ("No morphology scheme: pass scheme= (e.g. 'gz2') or use a catalog whose "
+               "meta has SCHEME.")
+        raise ValueError(msg)
+    return str(scheme)
+
+
+def _catalog_table(catalog, carry, catalog_name):
+    """The database columns taken from catalog rows (all but the computed ones)."""
+    if catalog_name is None:
+        catalog_name = catalog.meta.get("CATALOG", "unknown")
+    table = Table()
+    table["objid"] = catalog["objid"]
+    for name in ("ra", "dec"):
+        table[name] = _degrees(catalog[name], name)
+    table["morphology"] = catalog["morphology"]
+    table["type_index"] = catalog["type_index"]
+    table["catalog"] = Column([str(catalog_name)] * len(catalog))
+    for name in carry:
+        table[name] = catalog[name]
+    return table
+
+
 def _check_unique_objids(objids, where="in the catalog"):
     if isinstance(objids, MaskedColumn) and np.any(objids.mask):
         msg = f"{int(np.sum(objids.mask))} objid(s) are masked {where}; every row needs one."
@@ -994,24 +1030,47 @@ _INPUT_KIND_KEYWORDS = frozenset({"PREPINP", "BKGMODE", "BKGBOX", "LINEARIZ", "G
                                   "RSCALE", "ISCALE"})
 
 
-def _preprocessing_keywords(encoder, images):
-    """Preprocessing keywords of the cutouts, checked against the encoder's."""
-    from ..preprocessing import GalaxyCutout
+def _cutout_keywords(images, summary=None):
+    """
+    The preprocessing keywords of cutouts: ``(first values, varying keys)``.
 
-    cutout_keys = {}
-    varying = set()
+    ``summary`` is the result for the cutouts before these (it is updated
+    and returned), so cutouts can be summarised a group at a time: the
+    summaries of consecutive groups combine to that of all of them.
+    """
+    first, varying = summary if summary is not None else ({}, set())
     for image in images:
         getter = getattr(image, "header_keywords", None)
         if getter is None:
             continue
-        for key, value in getter().items():
-            if key in cutout_keys and cutout_keys[key] != value:
-                varying.add(key)
-            cutout_keys.setdefault(key, value)
+        _add_keywords(first, varying, getter().items())
+    return first, varying
+
+
+def _add_keywords(first, varying, items):
+    for key, value in items:
+        if key in first and first[key] != value:
+            varying.add(key)
+        first.setdefault(key, value)
+
+
+def _merge_keyword_summaries(summaries):
+    """Combine the `_cutout_keywords` of consecutive groups of cutouts."""
+    first, varying = {}, set()
+    for group_first, group_varying in summaries:
+        _add_keywords(first, varying, group_first.items())
+        varying |= set(group_varying)
+    return first, varying
+
+
+def _preprocessing_keywords(encoder, images, summary=None):
+    """Preprocessing keywords of the cutouts, checked against the encoder's."""
+    from ..preprocessing import GalaxyCutout
+
+    first, varying = _cutout_keywords(images) if summary is None else summary
     # Keywords whose value differs between cutouts are per-cutout results
     # (such as NMERGED), not parameters of the database: they are left out.
-    for key in varying:
-        cutout_keys.pop(key)
+    cutout_keys = {key: value for key, value in first.items() if key not in varying}
     encoder_keys = {key: value for key, value in dict(encoder.metadata).items()
                     if isinstance(key, str) and key.isupper() and len(key) <= 8
                     and key not in _RESERVED_KEYWORDS}
@@ -1034,7 +1093,7 @@ def _preprocessing_keywords(encoder, images):
     return {key: value for key, value in keys.items() if key not in _RESERVED_KEYWORDS}
 
 
-def _build_meta(encoder, images, scheme):
+def _build_meta(encoder, images, scheme, summary=None):
     meta = {
         "ENCODER": str(encoder.name),
         "ENCARCH": str(encoder.architecture),
@@ -1047,7 +1106,7 @@ def _build_meta(encoder, images, scheme):
         "GMSVERS": _package_version(),
         "DATE": _now(),
     }
-    meta.update(_preprocessing_keywords(encoder, images))
+    meta.update(_preprocessing_keywords(encoder, images, summary))
     return meta
 
 
@@ -1069,13 +1128,19 @@ def _merge_meta(metas):
     return merged
 
 
-def _set_h_similarity(table):
-    """Compute the per-galaxy H-similarity and its statistics into ``table``."""
-    from ..search.similarity import database_h_similarity
+def _set_h_similarity(table, hsim=None):
+    """
+    Put the per-galaxy H-similarity and its statistics into ``table``.
 
-    hsim = np.asarray(database_h_similarity(native_float32(table["latent"]),
-                                            native_float32(table["background_latent"])),
-                      dtype=np.float64)
+    ``hsim`` is the H-similarity of every row when already known;
+    otherwise it is computed from the latent columns.
+    """
+    if hsim is None:
+        from ..search.similarity import database_h_similarity
+
+        hsim = database_h_similarity(native_float32(table["latent"]),
+                                     native_float32(table["background_latent"]))
+    hsim = np.asarray(hsim, dtype=np.float64)
     table["h_similarity"] = Column(hsim, description=_DESCRIPTIONS["h_similarity"])
     defined = np.isfinite(hsim)
     meta = table.meta
