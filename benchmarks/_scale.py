@@ -260,19 +260,23 @@ def run_case(script, case, threads, *, timeout=None):
     """
     Run ``case`` (a dict with a ``name``) in a fresh Python process.
 
-    The process runs ``script --case JSON`` with every thread pool capped
-    at ``threads``. Its output is passed through; the result rows it prints
-    (see `case_main`) are returned, each with the case's ``max_rss_mb``
+    The process runs ``script --case -`` with the case as JSON on its
+    standard input and every thread pool capped at ``threads``. Its output
+    is passed through; the result rows it prints (see `case_main`) are
+    returned, each with the case's ``max_rss_mb``
     (its peak RSS, `max_rss`) unless the row has one.
     """
     env = os.environ.copy()
     for name in _THREAD_VARIABLES:
         env[name] = str(threads)
     env["GMS_BENCH_THREADS"] = str(threads)
-    cmd = [sys.executable, str(script), "--case", json.dumps(case)]
+    cmd = [sys.executable, str(script), "--case", "-"]
     rows = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, bufsize=1) as proc:
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env=env, bufsize=1) as proc:
         try:
+            proc.stdin.write(json.dumps(case))
+            proc.stdin.close()
             for line in proc.stdout:
                 if line.startswith(_RESULT):
                     rows.append(json.loads(line[len(_RESULT):]))
@@ -292,13 +296,14 @@ def case_main(cases, argv=None):
     """
     In a case process: run ``cases[case['name']](case)`` and print its rows.
 
-    Returns True when ``argv`` asked for a case (``--case JSON``), False
-    otherwise (the caller then runs its own command line).
+    Returns True when ``argv`` asked for a case (``--case -``: the case as
+    JSON on standard input, or ``--case JSON``), False otherwise (the
+    caller then runs its own command line).
     """
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] != "--case":
         return False
-    case = json.loads(argv[1])
+    case = json.load(sys.stdin) if argv[1] == "-" else json.loads(argv[1])
     threads = int(os.environ.get("GMS_BENCH_THREADS", available_cores()))
     rows = cases[case["name"]](case, threads)
     peak = max_rss() / MB
