@@ -13,7 +13,8 @@ installed (dask[distributed], psutil; ``pip install ".[scale]"``)::
 
 Every case runs in a fresh Python process with all thread pools capped
 (`_scale.run_case`); the figures are printed and written to one ECSV table
-(``--output``, default ``benchmarks/results/scale_build.ecsv``; its header
+(``--output``, default ``benchmarks/results/scale_build.ecsv``, or
+``scale_build_<part>.ecsv`` when one part is run; its header
 records date, machine, load average, threads and versions). Shared
 machines vary by 15 % or more between runs.
 
@@ -460,8 +461,13 @@ def main(argv=None):
     parser.add_argument("--format", default="hdf5", choices=["hdf5", "fits"])
     parser.add_argument("--no-dask", action="store_true", help="build: in-process only")
     parser.add_argument("--dir", default=str(_scale.CACHE), help="where the builds write")
-    parser.add_argument("--output", default=str(_scale.RESULTS / "scale_build.ecsv"))
+    parser.add_argument("--output", default=None,
+                        help="the ECSV table (default: benchmarks/results/scale_build.ecsv, or "
+                             "scale_build_<part>.ecsv for one part)")
     args = parser.parse_args(argv)
+    if args.output is None:
+        suffix = "" if args.part == "all" else f"_{args.part}"
+        args.output = str(_scale.RESULTS / f"scale_build{suffix}.ecsv")
     parts = ["encode", "preprocess", "build"] if args.part == "all" else [args.part]
     sizes = args.size or ([32] if args.quick else [64, 256])
     size = args.size[0] if args.size else (32 if args.quick else 64)

@@ -15,7 +15,8 @@ Options common to every part: ``--threads`` (default: every core this
 process may use; all thread pools are capped at it), ``--queries`` (the
 batch, default 100), ``--single`` (queries timed one at a time), ``--k``
 (10), ``--encoder`` and ``--cutouts`` (the latent model, below) and
-``--output`` (default ``benchmarks/results/scale_search.ecsv``). The figures
+``--output`` (default ``benchmarks/results/scale_search.ecsv``, or
+``scale_search_<part>.ecsv`` when one part is run). The figures
 are printed and written as one ECSV table (one row per method, N and query
 count; the header records date, machine, load, threads and versions).
 Each case runs in its own Python process, so its peak memory
@@ -668,8 +669,13 @@ def main(argv=None):
     parser.add_argument("--in-memory-references", action="store_true",
                         help="memmap: numpy and IndexFlatL2 on the latents in memory")
     parser.add_argument("--cache", default=str(_scale.CACHE), help="latent model cache")
-    parser.add_argument("--output", default=str(_scale.RESULTS / "scale_search.ecsv"))
+    parser.add_argument("--output", default=None,
+                        help="the ECSV table (default: benchmarks/results/scale_search.ecsv, or "
+                             "scale_search_<part>.ecsv for one part)")
     args = parser.parse_args(argv)
+    if args.output is None:
+        suffix = "" if args.part == "all" else f"_{args.part}"
+        args.output = str(_scale.RESULTS / f"scale_search{suffix}.ecsv")
     parts = ["exact", "ann", "memmap"] if args.part == "all" else [args.part]
     if args.rows is not None and args.part == "all":
         parser.error("--rows needs a part (exact, ann or memmap)")
