@@ -102,12 +102,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _scale
 from _scale import MB, PeakRSS, best_of, call_times
 
-DIM = 512
-
 COLUMNS = {
     "part": ("U8", "exact, ann or memmap"),
     "method": ("U40", "what was timed"),
     "n_rows": ("i8", "database rows N"),
+    "dim": ("i8", "latent dimension D"),
     "dtype": ("U8", "stored precision of the database latents"),
     "storage": ("U16", "where the latents are: memory or an HDF5 file"),
     "cache": ("U8", "file searches: warm (page cache) or cold (pages dropped)"),
@@ -205,7 +204,8 @@ def case_exact(case, threads):
     queries = model.query_batch(max(n_batch, case["single"]))
     batch = queries[:n_batch]
     singles = [queries[i:i + 1] for i in range(case["single"])]
-    base = {"part": "exact", "n_rows": n, "dtype": "float32", "storage": "memory", "k": k}
+    base = {"part": "exact", "n_rows": n, "dim": model.dim, "dtype": "float32",
+            "storage": "memory", "k": k}
     rows, truth = [], None
 
     def run(method, fit, search, note=""):
@@ -275,7 +275,7 @@ def case_ann(case, threads):
     singles = [queries[i:i + 1] for i in range(case["single"])]
     print(f"ann, N={n}: recall over {len(queries)} held-out queries, latency over "
           f"{len(singles)} single queries and a batch of {n_batch}", flush=True)
-    base = {"part": "ann", "dtype": "float32", "storage": "memory", "k": k}
+    base = {"part": "ann", "dim": model.dim, "dtype": "float32", "storage": "memory", "k": k}
     rows = []
 
     def exact_truth(data):
@@ -410,8 +410,8 @@ def _model_source(model, n, seed):
     return ModelLatents()
 
 
-def _file_bytes(rows):
-    return rows * DIM * 2 * 2 + rows * 80  # two float16 latent columns + the others
+def _file_bytes(rows, dim):
+    return rows * dim * 2 * 2 + rows * 80  # two float16 latent columns + the others
 
 
 def case_make_file(case, threads):
@@ -448,7 +448,7 @@ def case_make_file(case, threads):
     size = path.stat().st_size
     print(f"memmap: wrote {path} ({size / 2**30:.2f} GiB, {n} rows, float16) in "
           f"{write:.1f} s; RSS peak {mem.peak:.0f} MB", flush=True)
-    return [{"part": "memmap", "method": "write float16 HDF5 file", "n_rows": n,
+    return [{"part": "memmap", "method": "write float16 HDF5 file", "n_rows": n, "dim": model.dim,
              "dtype": "float16", "storage": "hdf5", "n_queries": 0, "k": 0,
              "ms_per_query": np.nan, "build_s": write, "index_mb": size / MB,
              "phase_rss_mb": mem.peak,
@@ -507,6 +507,7 @@ def case_memmap_exact(case, threads):
         print(f"memmap: ExactBackend on HDF5Latents, fit (one pass for the norms) "
               f"{build:.1f} s", flush=True)
         base = {"part": "memmap", "method": "exact (ExactBackend, file)", "n_rows": len(source),
+                "dim": source.dim,
                 "dtype": "float16", "storage": "hdf5", "k": k, "build_s": build}
         return _file_searches(base, lambda q: backend.search(q, k)[0], singles, batch,
                               len(batch), case["repeat"], path, case["cold"], mem)
@@ -533,7 +534,7 @@ def case_memmap_searcher(case, threads):
         print(f"memmap: LatentDatabase.read(memmap=True) {t_read:.1f} s, RSS "
               f"{_scale.current_rss() / MB:.0f} MB; SimilaritySearcher(backend='exact') "
               f"{t_fit:.1f} s", flush=True)
-        base = {"part": "memmap", "method": "SimilaritySearcher.search_latents",
+        base = {"part": "memmap", "method": "SimilaritySearcher.search_latents", "dim": model.dim,
                 "n_rows": len(database), "dtype": "float16", "storage": "hdf5", "k": k,
                 "build_s": t_read + t_fit}
         return _file_searches(base, lambda q: searcher.search_latents(q[0], q[1], k=k),
@@ -555,7 +556,8 @@ def case_memmap_references(case, threads):
     source = HDF5Latents(path)
     n = len(source)
     rows, truth = [], None
-    base = {"part": "memmap", "n_rows": n, "dtype": "float16", "k": k, "cache": "warm"}
+    base = {"part": "memmap", "n_rows": n, "dim": source.dim, "dtype": "float16", "k": k,
+            "cache": "warm"}
 
     def run(method, storage, fit, search, note="in one process with the in-memory references"):
         nonlocal truth
@@ -649,7 +651,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=_scale.available_cores())
     parser.add_argument("--queries", type=int, default=100, help="queries per batch")
     parser.add_argument("--single", type=int, default=None,
-                        help="queries timed one at a time (default 20; 3 for memmap)")
+                        help="queries timed one at a time (default 20 for exact, 100 for "
+                             "ann, 3 for memmap)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--encoder", default="auto")
@@ -701,7 +704,7 @@ def main(argv=None):
     meta["latents"] = model.description
     print(f"latents: {model.description}")
     common = {"model": str(model_path), "k": args.k, "queries": args.queries,
-              "seed": args.seed}
+              "seed": args.seed, "dim": model.dim}
     script = Path(__file__).resolve()
     rows = []
     if "exact" in parts:
@@ -728,7 +731,8 @@ def memmap_part(args, common, n, script):
     rows = []
     reuse = args.reuse_file and path.exists()
     if not reuse:
-        _scale.check_free_disk(folder, _file_bytes(n), f"a {n}-row float16 HDF5 database")
+        _scale.check_free_disk(folder, _file_bytes(n, common["dim"]),
+                               f"a {n}-row float16 HDF5 database")
     with _scale.temporary_file(path, keep=args.keep_file or args.reuse_file):
         if reuse:
             print(f"memmap: reusing {path}")
@@ -742,7 +746,7 @@ def memmap_part(args, common, n, script):
         rows += _scale.run_case(script, dict(case, name="memmap-exact"), args.threads)
         rows += _scale.run_case(script, dict(case, name="memmap-searcher"), args.threads)
         if args.in_memory_references:
-            need = n * DIM * 4 * 2.3
+            need = n * common["dim"] * 4 * 2.3
             have = _scale.available_memory()
             if have < need:
                 print(f"memmap: skipping the in-memory references: they need about "

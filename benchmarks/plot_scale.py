@@ -107,7 +107,11 @@ def plot_search(ax, table):
     ax.set_ylabel("ms per query")
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax)
-    ax.set_title(_title(table, "Search (k = 10, 512-d latents)"), fontsize=9)
+    dims = sorted({int(d) for d in table["dim"]}) if "dim" in table.colnames else []
+    ks = sorted({int(k) for k in table["k"] if k > 0})
+    what = (f"Search (k = {', '.join(map(str, ks))}"
+            + (f", {', '.join(map(str, dims))}-d latents)" if dims else ")"))
+    ax.set_title(_title(table, what), fontsize=9)
 
 
 def plot_build(ax, table):
