@@ -73,7 +73,10 @@ dtype='float16')``) is written chunk by chunk (the latents are generated as
 they are written, never all in memory; the H-similarity column is left NaN:
 an all-pairs search of 10^7 rows is not what is measured here). The file
 holds the latents and the background latents, ``rows x 512 x 2 x 2``
-bytes: 20.5 GB at 1e7; the script checks the free disk of ``--dir``
+bytes: 20.5 GB at 1e7 (the other columns -- objid, ra, dec, morphology,
+type_index, catalog ``'synthetic'``, h_similarity -- take about 86 bytes a
+row in memory once read, 0.86 GB at 1e7, part of the searcher's RSS); the
+script checks the free disk of ``--dir``
 (default ``benchmarks/.cache``) first and deletes the file at the end
 unless ``--keep-file`` (``--reuse-file`` uses one left by an earlier run).
 Then, each in a fresh process: ExactBackend on the file's latent source
@@ -270,7 +273,8 @@ def case_ann(case, threads):
     model = _model(case)
     n, k, n_batch, repeat = case["rows"], case["k"], case["queries"], case["repeat"]
     db = model.sample(n, seed=case["seed"])
-    queries = model.query_batch(max(n_batch, case["single"]))
+    # Recall over every held-out encoding (and samples, if they are too few).
+    queries = model.query_batch(max(n_batch, case["single"], len(model.queries)))
     batch = queries[:n_batch]
     singles = [queries[i:i + 1] for i in range(case["single"])]
     print(f"ann, N={n}: recall over {len(queries)} held-out queries, latency over "
