@@ -74,8 +74,9 @@ they are written, never all in memory; the H-similarity column is left NaN:
 an all-pairs search of 10^7 rows is not what is measured here). The file
 holds the latents and the background latents, ``rows x 512 x 2 x 2``
 bytes: 20.5 GB at 1e7 (the other columns -- objid, ra, dec, morphology,
-type_index, catalog ``'synthetic'``, h_similarity -- take about 86 bytes a
-row in memory once read, 0.86 GB at 1e7, part of the searcher's RSS); the
+type_index, catalog ``'synthetic'``, h_similarity -- take 98 bytes a row
+in memory once read, 0.98 GB at 1e7, part of the searcher's RSS; strings
+are 4 bytes a character); the
 script checks the free disk of ``--dir``
 (default ``benchmarks/.cache``) first and deletes the file at the end
 unless ``--keep-file`` (``--reuse-file`` uses one left by an earlier run).
