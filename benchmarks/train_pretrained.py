@@ -195,8 +195,12 @@ def export(args, workdir, preprocessing):
         found = sorted(workdir.glob("best-*.ckpt"))
         if not found:
             raise SystemExit(f"no best-*.ckpt in {workdir}")
-        ckpt = found[-1]
         last = torch.load(newest, map_location="cpu", weights_only=True)
+        # Each invocation keeps its own best checkpoint: the one of lowest
+        # validation loss over the whole run's history is taken.
+        val = {int(r["epoch"]): float(r["val_loss"]) for r in history_from_checkpoint(last)}
+        ckpt = min(found, key=lambda p: val.get(
+            int(torch.load(p, map_location="cpu", weights_only=True)["epoch"]), np.inf))
         selection = ("lowest validation loss: the checkpoint of epoch "
                      f"{torch.load(ckpt, map_location='cpu', weights_only=True)['epoch']} of "
                      f"{last['epoch'] + 1} trained")
