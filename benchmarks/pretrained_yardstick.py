@@ -377,19 +377,24 @@ def record_rst(name, encoder, path):
         ["parameters", f"{n_params:,}"],
         ["training", rst_text(encoder.training_method)],
         ["training data", rst_text(info.get("training_data", "not recorded"))],
-        ["epochs", str(info.get("epochs", "not recorded"))],
+        ["epochs (of these weights)", str(info.get("epochs", "not recorded"))],
         ["optimizer steps", str(info.get("steps", "not recorded"))],
-        [f"final training {loss}", _number(info.get("train_loss"), ".4g")],
-        [f"final validation {loss}", _number(info.get("val_loss"), ".4g")],
+    ]
+    if "selection" in info:
+        rows.append(["weights selected by", rst_text(info["selection"])])
+    rows += [
+        [f"training {loss} (last epoch of these weights)",
+         _number(info.get("train_loss"), ".4g")],
+        [f"validation {loss} (same epoch)", _number(info.get("val_loss"), ".4g")],
     ]
     if encoder.training_method == "supervised" or "val_accuracy" in info:
         acc = _number(info.get("val_accuracy"), ".4f")
         if acc != "not recorded":
             acc = f"{100 * float(acc):.1f} per cent"
-        rows.append(["final validation accuracy", acc])
+        rows.append(["validation accuracy (same epoch)", acc])
     rows += [
         ["hardware", rst_text(info.get("hardware", "not recorded"))],
-        ["training wall time", wall],
+        ["training wall time (to these weights)", wall],
         ["weights hash", f"``{encoder.weights_hash}``"],
         ["weight file", f"``{Path(path).name}``, "
                         f"{Path(path).stat().st_size / 1e6:.1f} MB"],
@@ -446,6 +451,11 @@ def main(argv=None):
     parser.add_argument("--ae-checkpoint",
                         help="Lightning checkpoint of the tsgicas-ae autoencoder, for the "
                              "reconstruction figure (skipped without it)")
+    parser.add_argument("--classifier-checkpoint", action="append", default=[],
+                        metavar="PATH",
+                        help="Lightning checkpoint of the vgg-supervised classifier (head "
+                             "included): its own accuracy on the validation split is printed "
+                             "and recorded, for comparison with the k-NN votes (repeatable)")
     parser.add_argument("--figures", default=str(HERE.parent / "docs" / "_static" / "pretrained"))
     parser.add_argument("--rst", default=str(HERE.parent / "docs" / "pretrained" / "generated"))
     parser.add_argument("--output", default=str(HERE / "results" / "pretrained_yardstick.ecsv"))
@@ -529,8 +539,17 @@ def main(argv=None):
                  "architecture": "pca", "latent_dim": 50, "n_runs": 1, "weights_hash": "",
                  **scores})
 
+    classifier_accuracy = {}
+    if args.classifier_checkpoint:
+        print("classifiers (the supervised network with its head, for comparison):")
+    for path in args.classifier_checkpoint:
+        classifier_accuracy[Path(path).name] = head_accuracy(path, val.images, y_val)
+        print(f"  {Path(path).name}: {100 * classifier_accuracy[Path(path).name]:.1f} per cent "
+              "of the validation split", flush=True)
+
     table = results_table(rows)
     table.meta.update({
+        "classifier_head_accuracy": classifier_accuracy,
         "date": date, "command": command, "torch_threads": torch.get_num_threads(),
         "torch_version": str(torch.__version__), "galmorphsearch_version": str(__version__),
         "machine": machine, "n_train": len(train), "n_validation": len(val),
@@ -569,6 +588,21 @@ def main(argv=None):
     for name, encoder in shipped.items():
         write_rst(args.rst, f"{name}-record.rst", command, date,
                   record_rst(name, encoder, paths[name]))
+
+
+def head_accuracy(path, images, labels):
+    """Accuracy of a `ClassifierModule` checkpoint's own predictions."""
+    import torch
+
+    from galmorphsearch.model import ClassifierModule
+
+    module = ClassifierModule.load_from_checkpoint(path, map_location="cpu",
+                                                   weights_only=True).eval()
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        logits = torch.cat([module(x[i:i + 100]) for i in range(0, len(x), 100)])
+    predicted = np.asarray(module.classes)[logits.argmax(1).numpy()]
+    return float(np.mean(predicted == labels))
 
 
 def results_table(rows):

@@ -92,6 +92,33 @@ def test_truncated_and_foreign_files(saved, tmp_path):
         Encoder.load(tmp_path / "decoder.safetensors")
 
 
+@pytest.mark.parametrize("length", [0x4B50, 0x180, 0x0280])
+def test_header_lengths_that_look_like_zip_or_pickle_signatures(length, tmp_path):
+    # The first bytes of a safetensors file are its header length, little-endian:
+    # 0x4B50 reads "PK" and 0x180 starts with 0x80, the bytes that open zip and
+    # pickle files. Such files are still read as what they are.
+    tensors = {"w": torch.arange(4, dtype=torch.float32)}
+    meta = {"format": "galmorphsearch-weights", "format_version": "1",
+            "weights_hash": state_dict_hash(tensors)}
+    header = json.dumps({"__metadata__": meta,
+                         "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+    assert len(header) <= length
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(struct.pack("<Q", length) + header.ljust(length, b" ")
+                     + tensors["w"].numpy().tobytes())
+    loaded, read_meta = load_weights(path)
+    assert torch.equal(loaded["w"], tensors["w"])
+    assert read_meta["weights_hash"] == meta["weights_hash"]
+
+
+def test_legacy_pickle_files_are_named_as_such(tmp_path):
+    path = tmp_path / "legacy.pt"
+    torch.save({"w": torch.zeros(2)}, path, _use_new_zipfile_serialization=False)
+    assert path.read_bytes()[:1] == b"\x80"
+    with pytest.raises(ValueError, match="never unpickles"):
+        load_weights(path)
+
+
 def test_save_load_weights_metadata_types(tmp_path):
     meta = {"a": 1, "b": 2.5, "c": None, "d": True, "e": "text", "f": "3"}
     digest = save_weights({"w": torch.arange(4.0)}, tmp_path / "w.safetensors", meta)

@@ -179,7 +179,7 @@ def identify_pretrained(weights_hash):
 
 
 def export_pretrained(encoder, name, history, path, *, training_data, hardware, wall_time,
-                      overwrite=False):
+                      selection=None, overwrite=False):
     """
     Write an encoder as a shipped (half-precision) weight file with its training record.
 
@@ -204,6 +204,9 @@ def export_pretrained(encoder, name, history, path, *, training_data, hardware, 
         One line on where it was trained.
     wall_time : float
         Training wall time in seconds.
+    selection : str, optional
+        How these weights were chosen among those of the run (for example
+        the epoch of lowest validation loss); recorded when given.
     overwrite : bool, optional
         Replace an existing file.
 
@@ -229,4 +232,6 @@ def export_pretrained(encoder, name, history, path, *, training_data, hardware, 
             "wall_time_s": round(float(wall_time), 1)}
     if "val_accuracy" in history.colnames:
         info["val_accuracy"] = last("val_accuracy")
+    if selection is not None:
+        info["selection"] = str(selection)
     return encoder.save(path, overwrite=overwrite, dtype="float16", info=info)

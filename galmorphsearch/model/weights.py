@@ -97,16 +97,23 @@ def _check_header(path):
         if len(head) < 8:
             msg = f"{path!r} is not a safetensors weight file: it is only {size} bytes long"
             raise ValueError(msg)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
-            msg = (f"{path!r} is a pickled or zipped PyTorch file, not a safetensors weight "
-                   "file; galmorphsearch never unpickles weights. For a plain state dict "
-                   "use Encoder.from_state_dict_file, which loads with weights_only=True")
-            raise ValueError(msg)
         (n,) = struct.unpack("<Q", head)
-        if n < 2 or n > min(_MAX_HEADER, size - 8):
+        # A safetensors file is a plausible header length followed by a JSON object.
+        # Only when it is not one are the zip and pickle signatures looked for: the
+        # length's first bytes may by chance read "PK" or 0x80.
+        first = fh.read(1) if 2 <= n <= min(_MAX_HEADER, size - 8) else b""
+        if first != b"{":
+            if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80"
+                                             and head[1:2] in (b"\x02", b"\x03", b"\x04",
+                                                               b"\x05")):
+                msg = (f"{path!r} is a pickled or zipped PyTorch file, not a safetensors "
+                       "weight file; galmorphsearch never unpickles weights. For a plain "
+                       "state dict use Encoder.from_state_dict_file, which loads with "
+                       "weights_only=True")
+                raise ValueError(msg)
             msg = f"{path!r} is not a safetensors weight file (bad header length {n})"
             raise ValueError(msg)
-        raw = fh.read(n)
+        raw = first + fh.read(n - 1)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
