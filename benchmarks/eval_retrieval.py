@@ -40,14 +40,14 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sdss-kaggle-sp
 SPIRAL_TYPES = ("non_spirals", "spirals")
 
 
-def cutout_set(split, cache):
+def cutout_set(split, cache, data=DATA):
     from galmorphsearch import GalaxyCutout
     from galmorphsearch.preprocessing import CutoutSet
 
     path = Path(cache) / f"spiral_{split}_64.fits"
     if path.exists():
         return CutoutSet.read(path)
-    labels = Table.read(DATA / "labels.csv")
+    labels = Table.read(Path(data) / "labels.csv")
     rows = labels[labels["split"] == split]
     # In chunks: a GalaxyCutout keeps its intermediate planes, so only the
     # images, backgrounds and table rows of finished chunks are kept.
@@ -56,7 +56,8 @@ def cutout_set(split, cache):
         chunk = rows[start:start + 100]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the flags stay on the cutouts
-            cuts = [GalaxyCutout.from_image(DATA / r["file"], size=64, rotate=True, seed=0)
+            cuts = [GalaxyCutout.from_image(Path(data) / r["file"], size=64, rotate=True,
+                                            seed=0)
                     for r in chunk]
         parts.append(CutoutSet.from_cutouts(cuts, Table({"objid": chunk["GalaxyID"],
                                                          "morphology": chunk["label"]})))

@@ -29,7 +29,7 @@ By default the shipped weight files of ``galmorphsearch/data/weights`` are
 measured; ``--encoder NAME=PATH`` measures another file under a shipped name
 (its loss history is read from ``PATH`` with ``.safetensors`` replaced by
 ``.history.ecsv``). Run the final measurement on an otherwise idle machine:
-the throughput depends on it. It takes about 5 minutes on 2 cores.
+the throughput depends on it. It took 1.5 minutes on 2 idle cores.
 """
 
 import argparse
@@ -38,7 +38,6 @@ import os
 import platform
 import shlex
 import sys
-import time
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,16 +90,6 @@ def random_runs(architecture, seeds, train, val, y_train, y_val):
     return out
 
 
-def _best_time(fn, repeat):
-    fn()  # warm-up
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def throughput(encoder, images, batch, repeat):
     """Images per second of ``encoder.encode`` and of bare backbone forward passes."""
     import torch
@@ -113,6 +102,8 @@ def throughput(encoder, images, batch, repeat):
         with torch.inference_mode():
             for b in batches:
                 encoder.backbone(b)
+
+    from bench_encoding import _best as _best_time  # benchmarks/ is on sys.path
 
     t_encode = _best_time(lambda: encoder.encode(images, batch_size=batch), repeat)
     t_forward = _best_time(forward, repeat)

@@ -94,11 +94,9 @@ def unlabelled_sets(data, cache):
 
 def spiral_train_set(data, cache):
     """The spiral / non-spiral train split (1,400); the validation split is not read."""
-    folder = Path(data) / "sdss-kaggle-spiral-2000"
-    labels = Table.read(folder / "labels.csv")
-    rows = labels[labels["split"] == "train"]
-    table = Table({"objid": rows["GalaxyID"], "morphology": rows["label"]})
-    return _cut([folder / f for f in rows["file"]], Path(cache) / "spiral_train_64.fits", table)
+    from eval_retrieval import cutout_set  # benchmarks/ is on sys.path
+
+    return cutout_set("train", cache, data=Path(data) / "sdss-kaggle-spiral-2000")
 
 
 def gallery_set(data, cache):
@@ -161,27 +159,27 @@ TRAINING_DATA = {
 
 def history_from_checkpoint(state):
     """The loss (and accuracy) history kept in a checkpoint's callback states."""
+    from galmorphsearch.model.supervised import _AccuracyHistory
+    from galmorphsearch.model.training import _LossHistory
+
     callbacks = state.get("callbacks", {})
-    rows = next((v["rows"] for k, v in callbacks.items() if "_LossHistory" in k), [])
-    names = ("epoch", "step", "train_loss", "val_loss")
-    history = Table(rows=[[r[n] for n in names] for r in rows] or None, names=names,
-                    dtype=(np.int64, np.int64, np.float64, np.float64))
-    accuracy = next((v["rows"] for k, v in callbacks.items() if "_AccuracyHistory" in k),
-                    None)
-    if accuracy is not None:
-        acc = {int(r[0]): (r[1], r[2]) for r in accuracy}
-        history["train_accuracy"] = [acc.get(int(e), (np.nan, np.nan))[0]
-                                     for e in history["epoch"]]
-        history["val_accuracy"] = [acc.get(int(e), (np.nan, np.nan))[1]
-                                   for e in history["epoch"]]
+    loss = _LossHistory()
+    loss.load_state_dict(next((v for k, v in callbacks.items() if "_LossHistory" in k), {}))
+    history = loss.table()
+    found = next((v for k, v in callbacks.items() if "_AccuracyHistory" in k), None)
+    if found is not None:
+        accuracy = _AccuracyHistory()
+        accuracy.load_state_dict(found)
+        rows = [accuracy.rows.get(int(e), (np.nan, np.nan)) for e in history["epoch"]]
+        history["train_accuracy"] = [r[0] for r in rows]
+        history["val_accuracy"] = [r[1] for r in rows]
     return history
 
 
 def export(args, workdir, preprocessing):
-    """Write the half-precision weight file from the newest checkpoint."""
-    import platform
-
+    """Write the half-precision weight file from the chosen checkpoint."""
     import torch
+    from pretrained_yardstick import _cpu_name  # benchmarks/ is on sys.path
 
     from galmorphsearch.model import Encoder
     from galmorphsearch.model.pretrained import export_pretrained
@@ -189,39 +187,38 @@ def export(args, workdir, preprocessing):
     newest = newest_checkpoint(workdir)
     if newest is None:
         raise SystemExit(f"no checkpoint in {workdir}")
+
+    def load(path):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    last = load(newest)
+    # The loss history shipped beside the weights is that of the whole run.
+    full = history_from_checkpoint(last)
     if args.checkpoint == "newest":
-        ckpt, selection = newest, None
+        ckpt, state, selection = newest, last, None
     elif args.checkpoint == "best":
-        found = sorted(workdir.glob("best-*.ckpt"))
+        found = {p: load(p) for p in sorted(workdir.glob("best-*.ckpt"))}
         if not found:
             raise SystemExit(f"no best-*.ckpt in {workdir}")
-        last = torch.load(newest, map_location="cpu", weights_only=True)
         # Each invocation keeps its own best checkpoint: the one of lowest
         # validation loss over the whole run's history is taken.
-        val = {int(r["epoch"]): float(r["val_loss"]) for r in history_from_checkpoint(last)}
-        ckpt = min(found, key=lambda p: val.get(
-            int(torch.load(p, map_location="cpu", weights_only=True)["epoch"]), np.inf))
-        selection = ("lowest validation loss: the checkpoint of epoch "
-                     f"{torch.load(ckpt, map_location='cpu', weights_only=True)['epoch']} of "
+        val = {int(e): float(v) for e, v in zip(full["epoch"], full["val_loss"], strict=True)}
+        ckpt = min(found, key=lambda p: val.get(int(found[p]["epoch"]), np.inf))
+        state = found[ckpt]
+        selection = (f"lowest validation loss: the checkpoint of epoch {state['epoch']} of "
                      f"{last['epoch'] + 1} trained")
     else:
-        ckpt, selection = Path(args.checkpoint), f"checkpoint {Path(args.checkpoint).name}"
+        ckpt = Path(args.checkpoint)
+        state, selection = load(ckpt), f"checkpoint {ckpt.name}"
     arch, method = (("resnet18", "autoencoder") if args.name == "tsgicas-ae"
                     else ("vgg-small", "supervised"))
     encoder = Encoder.from_state_dict_file(ckpt, architecture=arch, input_size=64,
                                            preprocessing=preprocessing)
     encoder.training_method = method
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     wall = next((v["wall_s"] for k, v in state.get("callbacks", {}).items()
                  if "Budget" in k), float("nan"))
     history = history_from_checkpoint(state)
-    # The loss history shipped beside the weights is that of the whole run.
-    full = history_from_checkpoint(torch.load(newest, map_location="cpu", weights_only=True))
-    cpu = next((line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), None) if Path("/proc/cpuinfo").exists() \
-        else None
-    cpu = cpu or platform.processor() or platform.machine()
+    cpu = _cpu_name()
     hardware = (args.hardware or f"{os.cpu_count()}-core CPU ({cpu}), no GPU, "
                 f"torch {torch.__version__}, {args.precision} precision")
     full.write(Path(args.export).with_suffix(".history.ecsv"), overwrite=True)

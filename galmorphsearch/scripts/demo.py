@@ -150,9 +150,9 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
         _log(f"trained the autoencoder for {epochs} epochs: loss {last['train_loss']:.4f} "
              f"(training), {last['val_loss']:.4f} (validation)", start)
     else:
-        from galmorphsearch.model.pretrained import PRETRAINED
+        from galmorphsearch.model.pretrained import _names_shipped
 
-        if encoder is None or (encoder in PRETRAINED and not Path(encoder).exists()):
+        if encoder is None or _names_shipped(encoder):
             model = Encoder.pretrained(encoder)
             source = "the shipped pretrained weights"
         else:

@@ -478,7 +478,7 @@ def _load_encoder(spec, database=None):
     from galmorphsearch.model import Encoder
     from galmorphsearch.model.pretrained import (
         DEFAULT_PRETRAINED,
-        PRETRAINED,
+        _names_shipped,
         identify_pretrained,
     )
 
@@ -497,7 +497,7 @@ def _load_encoder(spec, database=None):
             raise ValueError(msg)
         print(f"using the pretrained encoder {name!r} that built the database")
         return Encoder.pretrained(name)
-    if spec in PRETRAINED and not Path(spec).exists():
+    if _names_shipped(spec):
         return Encoder.pretrained(spec)
     return Encoder.load(spec)
 
