@@ -68,9 +68,10 @@ an ``--ef`` sweep; building HNSW on 10^6 x 512 takes hours on 2 cores, the
 build time is printed.
 
 ``memmap`` -- a database of ``--rows`` rows (default 1e7) with float16
-latents in an HDF5 file (``LatentDatabase.write(format='hdf5',
-dtype='float16')``) is written chunk by chunk (the latents are generated as
-they are written, never all in memory; the H-similarity column is left NaN:
+latents in a FITS file (``--format fits``, the default; or ``hdf5``;
+``LatentDatabase.write(format=..., dtype='float16')``) is written chunk by
+chunk (the latents are generated as they are written, never all in memory;
+the H-similarity column is left NaN:
 an all-pairs search of 10^7 rows is not what is measured here). The file
 holds the latents and the background latents, ``rows x 512 x 2 x 2``
 bytes: 20.5 GB at 1e7 (the other columns -- objid, ra, dec, morphology,
@@ -81,7 +82,7 @@ script checks the free disk of ``--dir``
 (default ``benchmarks/.cache``) first and deletes the file at the end
 unless ``--keep-file`` (``--reuse-file`` uses one left by an earlier run).
 Then, each in a fresh process: ExactBackend on the file's latent source
-(``HDF5Latents``; the norm pass at fit, then single and batch searches,
+(``FITSLatents`` or ``HDF5Latents``; the norm pass at fit, then single and batch searches,
 each one pass over the file), and the user path, ``LatentDatabase.read(path,
 memmap=True)`` + ``SimilaritySearcher(backend='exact').search_latents``.
 Target: peak RSS (``max_rss_mb``) < 2 GB. The searches run with the file in
@@ -112,7 +113,7 @@ COLUMNS = {
     "n_rows": ("i8", "database rows N"),
     "dim": ("i8", "latent dimension D"),
     "dtype": ("U8", "stored precision of the database latents"),
-    "storage": ("U16", "where the latents are: memory or an HDF5 file"),
+    "storage": ("U16", "where the latents are: memory, a FITS or an HDF5 file"),
     "cache": ("U8", "file searches: warm (page cache) or cold (pages dropped)"),
     "n_queries": ("i8", "queries per search call"),
     "k": ("i8", "neighbours per query"),
@@ -360,7 +361,7 @@ def case_ann(case, threads):
 
 
 # ----------------------------------------------------------------------
-# case: write the float16 HDF5 database
+# case: write the float16 database file
 def _model_source(model, n, seed):
     from galmorphsearch.database import LatentSource
 
@@ -419,6 +420,13 @@ def _file_bytes(rows, dim):
     return rows * dim * 2 * 2 + rows * 80  # two float16 latent columns + the others
 
 
+def _file_source(case):
+    from galmorphsearch.database import FITSLatents, HDF5Latents
+
+    cls = FITSLatents if case["format"] == "fits" else HDF5Latents
+    return cls(case["path"])
+
+
 def case_make_file(case, threads):
     from astropy.table import Table
 
@@ -448,13 +456,14 @@ def case_make_file(case, threads):
         # encodes images; a table would hold the latents in memory): the
         # private one that build_database uses.
         database = LatentDatabase._from_sources(table, sources)
-        database.write(path, format="hdf5", dtype="float16", overwrite=True)
+        database.write(path, format=case["format"], dtype="float16", overwrite=True)
         write = time.perf_counter() - t0
     size = path.stat().st_size
     print(f"memmap: wrote {path} ({size / 2**30:.2f} GiB, {n} rows, float16) in "
           f"{write:.1f} s; RSS peak {mem.peak:.0f} MB", flush=True)
-    return [{"part": "memmap", "method": "write float16 HDF5 file", "n_rows": n, "dim": model.dim,
-             "dtype": "float16", "storage": "hdf5", "n_queries": 0, "k": 0,
+    return [{"part": "memmap", "method": f"write float16 {case['format'].upper()} file",
+             "n_rows": n, "dim": model.dim,
+             "dtype": "float16", "storage": case["format"], "n_queries": 0, "k": 0,
              "ms_per_query": np.nan, "build_s": write, "index_mb": size / MB,
              "phase_rss_mb": mem.peak,
              "note": "latents generated chunk by chunk as they are written"}]
@@ -496,7 +505,6 @@ def _file_searches(base, search, singles, batch, n_batch, repeat, path, cold, me
 
 
 def case_memmap_exact(case, threads):
-    from galmorphsearch.database import HDF5Latents
     from galmorphsearch.search import ExactBackend
 
     _scale.limit_threads(threads)
@@ -505,15 +513,15 @@ def case_memmap_exact(case, threads):
     queries = model.query_batch(max(case["queries"], case["single"]))
     batch, singles = queries[:case["queries"]], [queries[i:i + 1] for i in range(case["single"])]
     with PeakRSS() as mem:
-        source = HDF5Latents(path)
+        source = _file_source(case)
         t0 = time.perf_counter()
         backend = ExactBackend().fit(source)
         build = time.perf_counter() - t0
-        print(f"memmap: ExactBackend on HDF5Latents, fit (one pass for the norms) "
+        print(f"memmap: ExactBackend on {type(source).__name__}, fit (one pass for the norms) "
               f"{build:.1f} s", flush=True)
         base = {"part": "memmap", "method": "exact (ExactBackend, file)", "n_rows": len(source),
                 "dim": source.dim,
-                "dtype": "float16", "storage": "hdf5", "k": k, "build_s": build}
+                "dtype": "float16", "storage": case["format"], "k": k, "build_s": build}
         return _file_searches(base, lambda q: backend.search(q, k)[0], singles, batch,
                               len(batch), case["repeat"], path, case["cold"], mem)
 
@@ -540,7 +548,7 @@ def case_memmap_searcher(case, threads):
               f"{_scale.current_rss() / MB:.0f} MB; SimilaritySearcher(backend='exact') "
               f"{t_fit:.1f} s", flush=True)
         base = {"part": "memmap", "method": "SimilaritySearcher.search_latents", "dim": model.dim,
-                "n_rows": len(database), "dtype": "float16", "storage": "hdf5", "k": k,
+                "n_rows": len(database), "dtype": "float16", "storage": case["format"], "k": k,
                 "build_s": t_read + t_fit}
         return _file_searches(base, lambda q: searcher.search_latents(q[0], q[1], k=k),
                               singles, batch, case["queries"], case["repeat"], path,
@@ -550,15 +558,14 @@ def case_memmap_searcher(case, threads):
 
 def case_memmap_references(case, threads):
     faiss = _faiss()
-    from galmorphsearch.database import HDF5Latents
     from galmorphsearch.search import ExactBackend
 
     _scale.limit_threads(threads)
     model = _model(case)
-    k, n_batch, repeat, path = case["k"], case["queries"], case["repeat"], case["path"]
+    k, n_batch, repeat = case["k"], case["queries"], case["repeat"]
     queries = model.query_batch(max(n_batch, case["single"]))
     batch, singles = queries[:n_batch], [queries[i:i + 1] for i in range(case["single"])]
-    source = HDF5Latents(path)
+    source = _file_source(case)
     n = len(source)
     rows, truth = [], None
     base = {"part": "memmap", "n_rows": n, "dim": source.dim, "dtype": "float16", "k": k,
@@ -582,7 +589,7 @@ def case_memmap_references(case, threads):
         rows.extend(new)
         return obj
 
-    run("exact (ExactBackend, file)", "hdf5", lambda: ExactBackend().fit(source),
+    run("exact (ExactBackend, file)", case["format"], lambda: ExactBackend().fit(source),
         lambda b, q: b.search(q, k)[0])
     t0 = time.perf_counter()
     db = source.read()
@@ -656,8 +663,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=_scale.available_cores())
     parser.add_argument("--queries", type=int, default=100, help="queries per batch")
     parser.add_argument("--single", type=int, default=None,
-                        help="queries timed one at a time (default 20 for exact, 100 for "
-                             "ann, 3 for memmap)")
+                        help="queries timed one at a time (default for exact 200, 20 at "
+                             "N >= 1e6; 100 for ann, 3 for memmap)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--encoder", default="auto")
@@ -665,11 +672,13 @@ def main(argv=None):
     parser.add_argument("--real", type=int, default=1000,
                         help="galaxies encoded for the latent model")
     parser.add_argument("--nprobe", type=int, nargs="+",
-                        default=[1, 2, 4, 8, 16, 32, 64, 128, 256])
+                        default=[1, 2, 4, 8, 16, 24, 32, 48, 64, 128, 256])
     parser.add_argument("--hnsw", action="store_true", help="also build and sweep HNSW")
     parser.add_argument("--hnsw-rows", type=_int, default=None)
     parser.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128, 256])
     parser.add_argument("--dir", default=str(_scale.CACHE), help="where the memmap file goes")
+    parser.add_argument("--format", default="fits", choices=["fits", "hdf5"],
+                        help="memmap: the database file format (default fits)")
     parser.add_argument("--keep-file", action="store_true")
     parser.add_argument("--reuse-file", action="store_true")
     parser.add_argument("--cold", action="store_true",
@@ -715,7 +724,8 @@ def main(argv=None):
     if "exact" in parts:
         for n in rows_of["exact"]:
             rows += _scale.run_case(script, dict(
-                common, name="exact", rows=n, single=args.single or 20,
+                common, name="exact", rows=n,
+                single=args.single or (20 if n >= 1_000_000 else 200),
                 repeat=2 if n >= 1_000_000 else 3), args.threads)
     if "ann" in parts:
         rows += _scale.run_case(script, dict(
@@ -732,21 +742,23 @@ def main(argv=None):
 
 def memmap_part(args, common, n, script):
     folder = Path(args.dir)
-    path = folder / f"scale_search_{n}_float16.h5"
+    suffix = ".fits" if args.format == "fits" else ".h5"
+    path = folder / f"scale_search_{n}_float16{suffix}"
     rows = []
     reuse = args.reuse_file and path.exists()
     if not reuse:
         _scale.check_free_disk(folder, _file_bytes(n, common["dim"]),
-                               f"a {n}-row float16 HDF5 database")
+                               f"a {n}-row float16 {args.format.upper()} database")
     with _scale.temporary_file(path, keep=args.keep_file or args.reuse_file):
         if reuse:
             print(f"memmap: reusing {path}")
         else:
             rows += _scale.run_case(script, dict(common, name="make-file", rows=n,
-                                                 path=str(path)), args.threads)
+                                                 path=str(path), format=args.format),
+                                    args.threads)
         if not path.exists():
             return rows
-        case = dict(common, rows=n, path=str(path), single=args.single or 3,
+        case = dict(common, rows=n, path=str(path), format=args.format, single=args.single or 3,
                     repeat=2, cold=args.cold)
         rows += _scale.run_case(script, dict(case, name="memmap-exact"), args.threads)
         rows += _scale.run_case(script, dict(case, name="memmap-searcher"), args.threads)

@@ -378,3 +378,81 @@ def test_cli_asks_for_the_encoder_of_a_database_it_does_not_ship(reference_set, 
     assert main(["classify", str(reference_set), "--database", str(database)]) == 1
     err = capsys.readouterr().err
     assert "not one of the shipped pretrained encoders" in err and "--encoder" in err
+
+
+def test_build_db_float16_hdf5_then_search_out_of_core_with_an_index(reference_set, tmp_path,
+                                                                   capsys):
+    pytest.importorskip("faiss")
+    encoder = tmp_path / "encoder.safetensors"
+    assert main(["train", str(reference_set), "-o", str(encoder), "--input-size", "32",
+                 "--max-steps", "1"]) == 0
+    fits_db, hdf5_db = tmp_path / "db.fits", tmp_path / "db.h5"
+    for path in (fits_db, hdf5_db):
+        assert main(["build-db", str(reference_set), "--encoder", str(encoder), "-o",
+                     str(path), "--scheme", "gz2", "--dtype", "float16"]) == 0
+    a, b = LatentDatabase.read(fits_db, memmap=True), LatentDatabase.read(hdf5_db, memmap=True)
+    assert a.latent_dtype == b.latent_dtype == np.float16
+    assert a.lathash == b.lathash == a.meta["LATHASH"]
+    capsys.readouterr()
+    assert main(["info", str(hdf5_db)]) == 0
+    assert f"float16 in the file; LATHASH {a.lathash}" in capsys.readouterr().out
+
+    # The exact search of the file read in memory and chunk by chunk, and an
+    # IVF index (every list probed on 12 rows) all give the same table.
+    tables = {}
+    for name, extra in (("memory", []), ("memmap", ["--memmap"]),
+                        ("ivf", ["--memmap", "--backend", "faiss-ivf", "--threads", "1"])):
+        out = tmp_path / f"{name}.ecsv"
+        assert main(["search", str(reference_set), "--database", str(hdf5_db), "--encoder",
+                     str(encoder), "-k", "3", "-o", str(out)]
+                    + extra) == 0
+        tables[name] = Table.read(out)
+    index = Path(f"{hdf5_db}.faiss-ivf.index")
+    assert index.exists()
+    assert f"with the index file {index}" in capsys.readouterr().out
+    for name in ("memmap", "ivf"):
+        assert list(tables[name]["objid"]) == list(tables["memory"]["objid"])
+        np.testing.assert_allclose(tables[name]["Sp"], tables["memory"]["Sp"], rtol=1e-6)
+
+    # A rebuilt database (another encoder) makes the index stale: refused
+    # with --stale-index raise, rebuilt by default.
+    other = tmp_path / "other.safetensors"
+    assert main(["train", str(reference_set), "-o", str(other), "--input-size", "32",
+                 "--max-steps", "1", "--seed", "1"]) == 0
+    assert main(["build-db", str(reference_set), "--encoder", str(other), "-o",
+                 str(hdf5_db), "--scheme", "gz2", "--overwrite"]) == 0
+    capsys.readouterr()
+    argv = ["classify", str(reference_set), "--database", str(hdf5_db), "--encoder", str(other),
+            "--backend", "faiss-ivf"]
+    assert main([*argv, "--stale-index", "raise"]) == 1
+    err = capsys.readouterr().err
+    assert "index" in err and "Traceback" not in err
+    assert main(argv) == 0
+    assert "stale" in capsys.readouterr().err.lower()
+
+
+def test_build_db_on_a_local_dask_cluster_matches_in_process(reference_set, tmp_path):
+    pytest.importorskip("distributed")
+    encoder = tmp_path / "encoder.safetensors"
+    assert main(["train", str(reference_set), "-o", str(encoder), "--input-size", "32",
+                 "--max-steps", "1"]) == 0
+    here, there = tmp_path / "here.fits", tmp_path / "dask.fits"
+    assert main(["build-db", str(reference_set), "--encoder", str(encoder), "-o", str(here),
+                 "--scheme", "gz2"]) == 0
+    assert main(["build-db", str(reference_set), "--encoder", str(encoder), "-o", str(there),
+                 "--scheme", "gz2", "--workers", "1", "--partition-size", "5"]) == 0
+    a, b = LatentDatabase.read(here), LatentDatabase.read(there)
+    assert list(a.table["objid"]) == list(b.table["objid"])
+    np.testing.assert_allclose(b.latents, a.latents, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.h_similarity, a.h_similarity, rtol=1e-4, atol=1e-3)
+    assert not [p.name for p in tmp_path.iterdir() if ".parts-" in p.name or ".tmp" in p.name]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--partition-size", "0"], "--partition-size must be at least 1"),
+])
+def test_build_db_bad_dask_options(reference_set, tmp_path, capsys, argv, message):
+    assert main(["build-db", str(reference_set), "-o", str(tmp_path / "db.fits"), *argv]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "db.fits").exists()

@@ -145,10 +145,24 @@ def _build_parser():
     build.add_argument("--encoder", help="encoder file (.safetensors) or the name of a "
                        "shipped pretrained encoder (default: the default pretrained encoder, "
                        "'vgg-supervised')")
-    build.add_argument("--output", "-o", required=True, help="database file (.fits)")
+    build.add_argument("--output", "-o", required=True,
+                       help="database file (.fits, or .h5/.hdf5 for HDF5)")
     build.add_argument("--scheme", help="morphology scheme (gz2, efigi, na10)")
     build.add_argument("--catalog-name", help="name of the source catalog")
     build.add_argument("--carry", nargs="*", default=(), help="more columns to keep")
+    build.add_argument("--dtype", choices=["float32", "float16"],
+                       help="stored precision of the latents (default float32)")
+    build.add_argument("--format", choices=["fits", "hdf5"],
+                       help="file format (default: from the output's extension, else FITS)")
+    dask = build.add_mutually_exclusive_group()
+    dask.add_argument("--scheduler", metavar="ADDRESS",
+                      help="run the encoding as tasks on this Dask scheduler "
+                           "(e.g. tcp://host:8786); needs the 'scale' extra")
+    dask.add_argument("--workers", type=int, metavar="N",
+                      help="run the encoding as tasks on a local Dask cluster of N "
+                           "one-thread worker processes; needs the 'scale' extra")
+    build.add_argument("--partition-size", type=int, default=256,
+                       help="galaxies per Dask task (with --scheduler or --workers)")
     _common(build)
 
     for verb, helptext in (("search", "find the most similar database galaxies"),
@@ -159,6 +173,7 @@ def _build_parser():
         parser_v.add_argument("--database", required=True, help="latent database (.fits)")
         parser_v.add_argument("--encoder", help=_ENCODER_HELP)
         parser_v.add_argument("--output", "-o", help="write the results table here")
+        _search_options(parser_v)
         if verb == "search":
             parser_v.add_argument("-k", type=int, default=10, help="matches per target")
         else:
@@ -205,6 +220,7 @@ def _build_parser():
     rep.add_argument("--history", metavar="TABLE",
                      help="loss history (.ecsv) from `train` or `demo`, for the loss curve")
     rep.add_argument("--title", default="galmorphsearch report", help="title of the page")
+    _search_options(rep)
     rep.add_argument("--output", "-o", required=True, help="report file (.html)")
     _common(rep)
 
@@ -246,6 +262,22 @@ def _build_parser():
 def _common(parser):
     parser.add_argument("--overwrite", action="store_true", help="replace existing files")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
+
+
+def _search_options(parser):
+    """How the database is read and searched (search, classify, report)."""
+    from galmorphsearch.search import available_backends
+
+    parser.add_argument("--backend", default="exact", choices=available_backends(),
+                        help="search backend (default exact; the faiss ones need the "
+                             "'scale' extra and keep an index file beside the database)")
+    parser.add_argument("--memmap", action="store_true",
+                        help="leave the latents in the database file and search them chunk "
+                             "by chunk (databases larger than memory)")
+    parser.add_argument("--threads", type=int, help="threads of the search (default: all)")
+    parser.add_argument("--stale-index", choices=["rebuild", "raise"], default="rebuild",
+                        help="an index file that no longer matches the database is rebuilt "
+                             "(default) or refused (raise)")
 
 
 # Output file extension -> astropy table format.
@@ -507,16 +539,54 @@ def _run_build_db(args):
     from galmorphsearch.preprocessing import CutoutSet
 
     _check_outputs([args.output], args.overwrite)
+    if args.workers is not None and args.workers < 1:
+        msg = f"--workers must be at least 1, not {args.workers}"
+        raise ValueError(msg)
+    if args.partition_size < 1:
+        msg = f"--partition-size must be at least 1, not {args.partition_size}"
+        raise ValueError(msg)
     cutout_set = CutoutSet.read(args.cutouts)
     encoder = _load_encoder(args.encoder)
     catalog = cutout_set.table
-    database = LatentDatabase.build(catalog, cutout_set, encoder, carry=args.carry,
-                                    catalog_name=args.catalog_name, scheme=args.scheme,
-                                    progress_bar=args.progress)
-    database.write(args.output, overwrite=args.overwrite)
+    if args.scheduler or args.workers:
+        database = _build_on_dask(args, catalog, cutout_set, encoder)
+    else:
+        database = LatentDatabase.build(catalog, cutout_set, encoder, carry=args.carry,
+                                        catalog_name=args.catalog_name, scheme=args.scheme,
+                                        progress_bar=args.progress)
+        database.write(args.output, overwrite=args.overwrite, format=args.format,
+                       dtype=args.dtype)
     print(f"wrote a latent database of {len(database)} galaxies to {args.output}; "
           f"H-similarity {database.h_similarity_mean:.1f} +/- {database.h_similarity_std:.1f}")
     return 0
+
+
+def _build_on_dask(args, catalog, cutout_set, encoder):
+    """build-db with --scheduler or --workers: the encoding runs as Dask tasks."""
+    from galmorphsearch.database import build_database
+
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        msg = ("--scheduler and --workers need dask.distributed: "
+               'pip install "galmorphsearch[scale]"')
+        raise ImportError(msg) from None
+    kwargs = dict(partition_size=args.partition_size, carry=args.carry,
+                  catalog_name=args.catalog_name, scheme=args.scheme, dtype=args.dtype,
+                  format=args.format, overwrite=args.overwrite, progress_bar=args.progress)
+    if args.scheduler:
+        with Client(args.scheduler) as client:
+            print(f"building on the Dask scheduler {args.scheduler} "
+                  f"({len(client.scheduler_info()['workers'])} workers)")
+            database, _ = build_database(catalog, cutout_set, encoder, args.output,
+                                         client=client, **kwargs)
+        return database
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        print(f"building on a local Dask cluster of {args.workers} worker processes")
+        database, _ = build_database(catalog, cutout_set, encoder, args.output,
+                                     client=client, **kwargs)
+    return database
 
 
 def _targets(args):
@@ -534,9 +604,12 @@ def _encode_targets(args):
     from galmorphsearch.search import SimilaritySearcher
 
     cutout_set = CutoutSet.read(args.cutouts)
-    database = LatentDatabase.read(args.database)
+    database = LatentDatabase.read(args.database, memmap=args.memmap)
     encoder = _load_encoder(args.encoder, database)
-    searcher = SimilaritySearcher(database, encoder)
+    searcher = SimilaritySearcher(database, encoder, backend=args.backend,
+                                  threads=args.threads, on_stale=args.stale_index)
+    if searcher.index_path is not None:
+        print(f"search backend {args.backend!r} with the index file {searcher.index_path}")
     _check_preprocessing(cutout_set, database, args.cutouts)
     latents = encoder.encode(cutout_set.images, progress_bar=args.progress)
     backgrounds = encoder.encode(cutout_set.backgrounds, progress_bar=args.progress)
@@ -756,9 +829,11 @@ def _run_report(args):
 def _run_info(args):
     from galmorphsearch.database import LatentDatabase
 
-    database = LatentDatabase.read(args.database)
+    database = LatentDatabase.read(args.database, memmap=True)
     meta = database.meta
     print(f"{args.database}: latent database of {len(database)} galaxies")
+    print(f"  latents    {database.latent_dtype} in the file"
+          + (f"; LATHASH {meta['LATHASH']}" if meta.get("LATHASH") else ""))
     from galmorphsearch.model.pretrained import identify_pretrained
 
     shipped = identify_pretrained(str(meta.get("ENCHASH")))
@@ -874,7 +949,7 @@ def main(args=None):
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return runner(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ImportError) as exc:
         print(f"galmorphsearch {args.verb}: error: {exc}", file=sys.stderr)
         return 1
 

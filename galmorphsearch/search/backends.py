@@ -236,8 +236,11 @@ class ExactBackend(SearchBackend):
     chunk_size : int, optional
         Number of database rows compared with the queries at once; memory
         grows with ``chunk_size`` times the number of queries in a block.
-        Default: 32768 rows for latents in memory; for a file source, its
-        own default (about 16 MiB read at a time).
+        Default: 32768 rows for latents in memory, and for a float32 array
+        as many more as keep the scores of a block within 2**24 values
+        (64 MiB), so that one query is compared with the whole database in
+        one BLAS call (blocks of an array are views, not copies); for a
+        file source, its own default (about 16 MiB read at a time).
     threads : int, optional
         Cap the BLAS thread pools at this many threads while fitting and
         searching (through threadpoolctl); by default they are left as they
@@ -309,7 +312,9 @@ class ExactBackend(SearchBackend):
             If the array is not 2-D, is empty or holds NaN or infinite values.
         """
         with limit_threads(self.threads):
-            self._source, self._sqnorms, self._rows = _fit_source(latents, self.chunk_size)
+            self._source, sqnorms, self._rows = _fit_source(latents, self.chunk_size)
+        # float32, as the scores they are added to: not converted at each search
+        self._sqnorms = sqnorms.astype(np.float32)
         return self
 
     def search(self, queries, k, exclude=None):
@@ -349,7 +354,8 @@ class ExactBackend(SearchBackend):
         n_available = n - (1 if exc is not None and np.any(exc >= 0) else 0)
         k = _check_k(k, n_available)
         with limit_threads(self.threads):
-            return _neighbours(q, self._source, k, self._sqnorms, self._rows, exc)
+            return _neighbours(q, self._source, k, self._sqnorms, self._rows, exc,
+                               grow=self.chunk_size is None)
 
 
 def _positive_int(value, name):

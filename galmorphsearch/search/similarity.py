@@ -195,7 +195,7 @@ def _check_k(k, n_available, what="database row(s) that can be returned"):
     return int(k)
 
 
-def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
+def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude, grow=False):
     """
     The exact search of the package, on checked float32 queries: the core of
     `exact_neighbours`, `~galmorphsearch.database.chunked_neighbours` and
@@ -203,7 +203,11 @@ def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
 
     ``database`` is a checked float32 array or a latent source (see
     `galmorphsearch.database.LatentSource`); ``db_sqnorms`` its squared row
-    norms (float64), or None to compute them block by block. The database is read
+    norms (float32 or float64), or None to compute them block by block. With
+    ``grow``, blocks of an in-memory float32 array (views, not copies) grow
+    beyond ``chunk_size`` rows when there are few queries, as long as the
+    scores of a block stay within ``_MAX_BLOCK_ELEMENTS``: one query is
+    compared with up to 16.7 million rows in one BLAS call. The database is read
     once, block by block (the outer loop), and each block is compared with
     all queries in bounded blocks of queries (the inner loop), so a
     memory-mapped store is streamed once per call. A fast float32 pass ranks
@@ -215,7 +219,12 @@ def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
               else ArrayLatents(database, check_finite=False))  # checked by the caller
     n_q, n_db = queries.shape[0], len(source)
     n_cand = min(k + _EXTRA_CANDIDATES, n_db)
+    if db_sqnorms is not None:
+        db_sqnorms = np.asarray(db_sqnorms, dtype=np.float32)  # no copy if float32 already
+    if grow and _direct_float32(source):
+        chunk_size = max(chunk_size, min(n_db, _MAX_BLOCK_ELEMENTS // n_q))
     q_chunk = max(1, min(n_q, _MAX_BLOCK_ELEMENTS // min(chunk_size, n_db)))
+    minus2q = queries * np.float32(-2.0)
     # Running best candidates of every query; -1 marks an empty slot.
     best_idx = np.full((n_q, n_cand), -1, dtype=np.int64)
     best_score = np.full((n_q, n_cand), np.inf, dtype=np.float32)
@@ -226,11 +235,10 @@ def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
         if db_sqnorms is None:
             sqn = _squared_norms(block).astype(np.float32)
         else:
-            sqn = db_sqnorms[d0:d1].astype(np.float32)
+            sqn = db_sqnorms[d0:d1]
         for q0 in range(0, n_q, q_chunk):
             q1 = min(q0 + q_chunk, n_q)
-            scores = queries[q0:q1] @ block.T  # float32 BLAS
-            scores *= -2.0
+            scores = minus2q[q0:q1] @ block.T  # float32 BLAS: -2 a.b (exact scaling)
             scores += sqn[np.newaxis, :]
             if exclude is not None:
                 ex = exclude[q0:q1]
@@ -238,6 +246,10 @@ def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
                 scores[hit, ex[hit] - d0] = np.inf
             if nc > n_cand:
                 part = np.argpartition(scores, n_cand - 1, axis=1)[:, :n_cand]
+                if d0 == 0:  # the first block: nothing to merge with yet
+                    best_idx[q0:q1] = part
+                    best_score[q0:q1] = np.take_along_axis(scores, part, axis=1)
+                    continue
             else:
                 part = np.broadcast_to(np.arange(nc), (q1 - q0, nc))
             cand_score = np.concatenate(
@@ -248,6 +260,13 @@ def _neighbours(queries, database, k, db_sqnorms, chunk_size, exclude):
             best_score[q0:q1] = np.take_along_axis(cand_score, keep, axis=1)
     idx, dist = _rerank(queries, best_idx, k, source, exclude)
     return idx, dist
+
+
+def _direct_float32(source):
+    """Whether the source's blocks are views of an in-memory native float32 array."""
+    array = getattr(source, "array", None)
+    return (isinstance(source, ArrayLatents) and array.dtype == np.float32
+            and array.dtype.isnative)
 
 
 def _rerank(queries, candidates, k, source, exclude=None):
@@ -285,10 +304,14 @@ def _rerank(queries, candidates, k, source, exclude=None):
         valid = cand >= 0
         if exclude is not None:
             valid &= cand != exclude[q0:q1, np.newaxis]
-        rows, inverse = np.unique(np.where(valid, cand, 0).ravel(), return_inverse=True)
-        vectors = np.asarray(source.take(rows), dtype=np.float64)
-        diff = vectors[inverse.reshape(-1)].reshape(q1 - q0, n_c, dim)
-        diff -= queries[q0:q1, np.newaxis, :].astype(np.float64)
+        flat = np.where(valid, cand, 0).ravel()
+        if getattr(source, "in_memory", False):
+            vectors = source.take(flat)  # repeats cost nothing to read
+        else:  # each row read from the file once
+            rows, inverse = np.unique(flat, return_inverse=True)
+            vectors = source.take(rows)[inverse.reshape(-1)]
+        diff = np.subtract(vectors.reshape(q1 - q0, n_c, dim),
+                           queries[q0:q1, np.newaxis, :], dtype=np.float64)
         dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
         dist[~valid] = np.inf
         ranked = np.where(valid, cand, np.iinfo(np.int64).max)
