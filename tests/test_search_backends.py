@@ -246,6 +246,39 @@ def test_exact_backend_matches_reference(chunk_size):
     assert_allclose(dist, np.sort(brute, axis=1)[:, :12], rtol=1e-12)
 
 
+def test_exact_backend_default_blocks_grow_for_few_queries(monkeypatch):
+    # With the default chunk size, an in-memory float32 array is compared
+    # with few queries in larger blocks (views), as long as the scores of a
+    # block stay within _MAX_BLOCK_ELEMENTS; float16 arrays, converted block
+    # by block, and an explicit chunk_size keep their blocks. The results
+    # are those of the reference either way.
+    from galmorphsearch.search import backends as backends_module
+
+    monkeypatch.setattr(backends_module, "DEFAULT_CHUNK_SIZE", 100)
+    monkeypatch.setattr(similarity_module, "_MAX_BLOCK_ELEMENTS", 2000)
+    blocks = []
+    real_iter = ArrayLatents.iter_chunks
+
+    def counting_iter(self, rows=None):
+        for start, chunk in real_iter(self, rows):
+            blocks.append(len(chunk))
+            yield start, chunk
+
+    monkeypatch.setattr(ArrayLatents, "iter_chunks", counting_iter)
+    lat = clustered(3000)
+    for latents, chunk_size, n_q, expected in ((lat, None, 1, 2000), (lat, None, 40, 100),
+                                               (lat, 100, 1, 100),
+                                               (lat.astype(np.float16), None, 1, 100)):
+        backend = ExactBackend(chunk_size).fit(latents)
+        q, rows = queries_near(lat, n_q)
+        blocks.clear()
+        idx, dist = backend.search(q, 6, exclude=rows)
+        assert max(blocks) == expected
+        ref_idx, ref_dist = reference_neighbours(q, latents, 6, exclude=rows)
+        assert_array_equal(idx, ref_idx)
+        assert_allclose(dist, ref_dist, rtol=1e-12, atol=0)
+
+
 def test_exact_backend_streams_source_once(monkeypatch):
     lat = clustered(1000)
     src = CountingSource(lat)

@@ -411,9 +411,10 @@ def read_fits_catalog(path, chunk_bytes=None):
         attrs = {"name": name, "unit": proto.unit, "description": proto.description,
                  "format": proto.format}
         if name in masks and masks[name].any():
-            table[name] = MaskedColumn(columns[name], mask=masks[name], copy=False, **attrs)
+            column = MaskedColumn(columns.pop(name), mask=masks[name], copy=False, **attrs)
         else:
-            table[name] = Column(columns[name], copy=False, **attrs)
+            column = Column(columns.pop(name), copy=False, **attrs)
+        table.add_column(column, copy=False)  # table[name] = ... would copy it
     return table, layout
 
 

@@ -622,9 +622,9 @@ class HDF5Latents(_FileSource):
     """
     A latent dataset of an HDF5 database file, as a latent source.
 
-    Chunks are read with ``read_direct`` into one float32 buffer reused for
-    every chunk; HDF5 verifies the Fletcher-32 checksum of each storage
-    chunk it reads and converts float16 to float32 on the way.
+    Chunks are read with ``read_direct`` into one buffer reused for every
+    chunk (float16 latents as stored, then converted to float32 by NumPy);
+    HDF5 verifies the Fletcher-32 checksum of each storage chunk it reads.
 
     Parameters
     ----------
@@ -698,15 +698,24 @@ class HDF5Latents(_FileSource):
         rows = self._default_rows(chunk_rows)
         n_rows = min(rows, len(self))
         out = np.empty((n_rows, self._dim), dtype=np.float32)
+        # float16 is read as stored and converted by NumPy: HDF5's own
+        # float16 -> float32 conversion is several times slower.
+        raw = (np.empty((n_rows, self._dim), dtype=np.float16)
+               if self._dtype == np.float16 else None)
         with self._open() as f:
             dset = f[self.column]
             for start in range(0, len(self), rows):
                 n = min(rows, len(self) - start)
                 chunk = out[:n]
                 try:
-                    dset.read_direct(chunk, np.s_[start:start + n], np.s_[0:n])
+                    if raw is None:
+                        dset.read_direct(chunk, np.s_[start:start + n], np.s_[0:n])
+                    else:
+                        dset.read_direct(raw[:n], np.s_[start:start + n], np.s_[0:n])
                 except OSError as exc:
                     raise _hdf5_read_error(self.path, self.column, start, n, exc) from exc
+                if raw is not None:
+                    np.copyto(chunk, raw[:n])
                 self._check_rows(chunk, start)
                 yield start, chunk
         self._validated = True

@@ -850,8 +850,12 @@ class FaissBackend(SearchBackend):
         n = int(self._index.ntotal)
         kk = min(n, k + _EXTRA_CANDIDATES + (0 if exclude is None else 1))
         _, labels = self._index.search(queries, kk)
-        return _rerank(queries, labels.astype(np.int64, copy=False), k,
-                       IndexLatents(self._index), exclude)
+        # The candidates' latents: from the array fitted (the same float32
+        # values the index holds) when it is in memory, else from the index.
+        fitted = self._fit_source
+        source = (fitted if fitted is not None and getattr(fitted, "in_memory", False)
+                  else IndexLatents(self._index))
+        return _rerank(queries, labels.astype(np.int64, copy=False), k, source, exclude)
 
     def search(self, queries, k, exclude=None):
         """

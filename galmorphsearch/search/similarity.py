@@ -295,8 +295,9 @@ def _rerank(queries, candidates, k, source, exclude=None):
     """
     n_q, n_c = candidates.shape
     dim = queries.shape[1]
-    out_idx = np.full((n_q, k), -1, dtype=np.int64)
-    out_dist = np.full((n_q, k), np.inf, dtype=np.float64)
+    out_idx = np.empty((n_q, k), dtype=np.int64)
+    out_dist = np.empty((n_q, k), dtype=np.float64)
+    direct = source.array if _direct_float32(source) else None
     block = max(1, _MAX_BLOCK_ELEMENTS // 4 // max(1, n_c * dim))
     for q0 in range(0, n_q, block):
         q1 = min(q0 + block, n_q)
@@ -304,8 +305,11 @@ def _rerank(queries, candidates, k, source, exclude=None):
         valid = cand >= 0
         if exclude is not None:
             valid &= cand != exclude[q0:q1, np.newaxis]
-        flat = np.where(valid, cand, 0).ravel()
-        if getattr(source, "in_memory", False):
+        all_valid = bool(valid.all())
+        flat = (cand if all_valid else np.where(valid, cand, 0)).ravel()
+        if direct is not None:
+            vectors = direct[flat]  # checked rows of an array in memory
+        elif getattr(source, "in_memory", False):
             vectors = source.take(flat)  # repeats cost nothing to read
         else:  # each row read from the file once
             rows, inverse = np.unique(flat, return_inverse=True)
@@ -313,6 +317,11 @@ def _rerank(queries, candidates, k, source, exclude=None):
         diff = np.subtract(vectors.reshape(q1 - q0, n_c, dim),
                            queries[q0:q1, np.newaxis, :], dtype=np.float64)
         dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        if all_valid:
+            order = np.lexsort((cand, dist), axis=1)[:, :k]
+            out_idx[q0:q1] = np.take_along_axis(cand, order, axis=1)
+            out_dist[q0:q1] = np.take_along_axis(dist, order, axis=1)
+            continue
         dist[~valid] = np.inf
         ranked = np.where(valid, cand, np.iinfo(np.int64).max)
         order = np.lexsort((ranked, dist), axis=1)[:, :k]
