@@ -15,7 +15,8 @@ writes ``docs/_static/performance/scale.png``.
 
 Left: milliseconds per query against database rows N (log-log) for the
 exact methods in memory (one query at a time: solid; in batches: dashed),
-the memory-mapped float16 search and the IVF index at its tuned ``nprobe``
+the memory-mapped float16 search (FITS or HDF5) and the IVF index at its
+tuned ``nprobe``
 (labelled with its recall@k). Right: wall time of ``build_database``
 against the number of galaxies, in-process and on the LocalCluster, with
 the slowest stage time of each (dotted). Either kind of table may be
@@ -83,7 +84,8 @@ def plot_search(ax, table):
                 label = f"{method}, {'1 query' if q == 1 else f'batch of {q}'}"
                 ax.plot(sel["n_rows"], sel["ms_per_query"], style, color=colour, marker=marker,
                         label=label)
-    memmap = table[(table["part"] == "memmap") & (table["storage"] == "hdf5")
+    memmap = table[(table["part"] == "memmap")
+                   & np.isin(np.asarray(table["storage"], dtype=str), ["fits", "hdf5"])
                    & (table["method"] == "exact (ExactBackend, file)")
                    & (table["note"] == "")]
     for row in memmap:
@@ -91,8 +93,8 @@ def plot_search(ax, table):
         fill = "full" if row["cache"] == "warm" else "none"
         ax.plot(row["n_rows"], row["ms_per_query"], marker="D" if q == 1 else "d",
                 color="C3", linestyle="none", fillstyle=fill,
-                label=f"ExactBackend, float16 HDF5 file ({row['cache']}), "
-                      f"{'1 query' if q == 1 else f'batch of {q}'}")
+                label=f"ExactBackend, float16 {str(row['storage']).upper()} file "
+                      f"({row['cache']}), {'1 query' if q == 1 else f'batch of {q}'}")
     ann = table[(table["part"] == "ann") & (table["method"] == "faiss-ivf (FaissBackend)")]
     tuned = ann[np.char.startswith(np.asarray(ann["note"], dtype=str), "tuned")]
     for row in tuned:
