@@ -832,8 +832,7 @@ def _run_info(args):
     database = LatentDatabase.read(args.database, memmap=True)
     meta = database.meta
     print(f"{args.database}: latent database of {len(database)} galaxies")
-    print(f"  latents    {database.latent_dtype} in the file"
-          + (f"; LATHASH {meta['LATHASH']}" if meta.get("LATHASH") else ""))
+    print(f"  latents    {database.latent_dtype} in the file; LATHASH {database.lathash}")
     from galmorphsearch.model.pretrained import identify_pretrained
 
     shipped = identify_pretrained(str(meta.get("ENCHASH")))
