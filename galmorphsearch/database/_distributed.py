@@ -216,17 +216,10 @@ def _stack(arrays, what):
 
 
 def _checked_latents(latents, encoder, what, rows):
-    arr = np.asarray(latents)
-    expected = (len(rows), int(encoder.latent_dim))
-    if arr.shape != expected:
-        msg = f"The encoder returned {what} of shape {arr.shape}; expected {expected}."
-        raise ValueError(msg)
-    bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
-    if bad.size:
-        msg = (f"The encoder returned NaN or infinite {what} for {bad.size} galaxy(ies), "
-               f"catalog rows {rows[bad[:5]].tolist()}.")
-        raise ValueError(msg)
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    from .database import _checked_encoder_output
+
+    return _checked_encoder_output(latents, encoder, what, len(rows),
+                                   lambda bad: f"catalog rows {rows[bad[:5]].tolist()}")
 
 
 def _h_similarity_block(paths, q0, q1, chunk_rows=None):
@@ -238,37 +231,13 @@ def _h_similarity_block(paths, q0, q1, chunk_rows=None):
     memory (same candidates, same float64 re-ranking, same handling of
     identical latents), reading the partitions chunk by chunk.
     """
-    from ..search.similarity import _neighbours, _squared_norms, identical_mask
+    from ..search.similarity import _h_similarity_rows
 
     chunk_rows = _HSIM_CHUNK_ROWS if chunk_rows is None else chunk_rows
     lat = _PartitionLatents(paths, "latent")
     bkg = _PartitionLatents(paths, "background_latent")
-    n = len(lat)
     rows = np.arange(q0, q1, dtype=np.int64)
-    queries = lat.take(rows)
-    nearest = np.full(rows.size, np.nan)
-    if n >= 2:
-        qnorms = np.sqrt(_squared_norms(queries))
-        todo = np.arange(rows.size)
-        k = min(n - 1, 4)
-        # As in database_h_similarity: skip neighbours identical to the
-        # galaxy (the same image), with a larger k where all k were.
-        while todo.size:
-            _, dist = _neighbours(queries[todo], lat, k, None, chunk_rows, rows[todo])
-            positive = ~identical_mask(dist, qnorms[todo])
-            found = positive.any(axis=1)
-            first = np.argmax(positive, axis=1)
-            nearest[todo[found]] = dist[found, first[found]]
-            todo = todo[~found]
-            if k >= n - 1:
-                break
-            k = min(n - 1, 4 * k)
-    diff = queries.astype(np.float64) - bkg.take(rows).astype(np.float64)
-    back = np.sqrt(np.sum(diff**2, axis=1))
-    hsim = np.full(rows.size, np.nan)
-    ok = np.isfinite(nearest) & (back > 0)
-    hsim[ok] = (1.0 - nearest[ok] / back[ok]) * 100.0
-    return hsim
+    return _h_similarity_rows(lat.take(rows), rows, lat, bkg.take(rows), None, chunk_rows)
 
 
 class _PartitionLatents(LatentSource):

@@ -458,7 +458,18 @@ class ArrayLatents(LatentSource):
 
 
 class _FileSource(LatentSource):
-    """What file sources share: the path, a check that the file is unchanged."""
+    """What file sources share: shape, precision, path and a check that the file is unchanged."""
+
+    def __len__(self):
+        return self._n
+
+    @property
+    def dim(self):
+        return self._dim
+
+    @property
+    def dtype(self):
+        return self._dtype
 
     def __getstate__(self):
         # The cached squared norms (8 bytes per row) are not shipped to other
@@ -558,17 +569,6 @@ class FITSLatents(_FileSource):
         self._lathash = layout["lathash"] if column == "latent" else None
         self._remember_file(path)
 
-    def __len__(self):
-        return self._n
-
-    @property
-    def dim(self):
-        return self._dim
-
-    @property
-    def dtype(self):
-        return self._dtype
-
     def _default_rows(self, chunk_rows):
         if chunk_rows is None:
             # Whole table rows are read: bound the raw buffer, not just the latents.
@@ -663,17 +663,6 @@ class HDF5Latents(_FileSource):
         self._storage_rows = chunk_rows
         self._lathash = layout["lathash"] if column == "latent" else None
         self._remember_file(path)
-
-    def __len__(self):
-        return self._n
-
-    @property
-    def dim(self):
-        return self._dim
-
-    @property
-    def dtype(self):
-        return self._dtype
 
     def _default_rows(self, chunk_rows):
         rows = super()._default_rows(chunk_rows)

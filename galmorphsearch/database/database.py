@@ -997,15 +997,27 @@ def _check_unique_objids(objids, where="in the catalog"):
 
 
 def _check_latents(latents, encoder, what, catalog):
+    return _checked_encoder_output(
+        latents, encoder, what, len(catalog),
+        lambda bad: f"objid {_few(np.asarray(catalog['objid'])[bad])}")
+
+
+def _checked_encoder_output(latents, encoder, what, n, name_rows):
+    """
+    The encoder's ``(n, latent_dim)`` output as float32, or a clear error.
+
+    ``name_rows(bad)`` names the galaxies of the rows ``bad`` whose latents
+    hold NaN or infinite values.
+    """
     arr = np.asarray(latents)
-    expected = (len(catalog), int(encoder.latent_dim))
+    expected = (n, int(encoder.latent_dim))
     if arr.shape != expected:
         msg = f"The encoder returned {what} of shape {arr.shape}; expected {expected}."
         raise ValueError(msg)
     bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
     if bad.size:
         msg = (f"The encoder returned NaN or infinite {what} for {bad.size} galaxy(ies), "
-               f"objid {_few(np.asarray(catalog['objid'])[bad])}.")
+               f"{name_rows(bad)}.")
         raise ValueError(msg)
     return np.ascontiguousarray(arr, dtype=np.float32)
 

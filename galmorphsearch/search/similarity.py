@@ -463,27 +463,43 @@ def database_h_similarity(latents, background_latents, *, chunk_size=DEFAULT_CHU
     if chunk_size < 1:
         msg = f"chunk_size must be at least 1; got {chunk_size}."
         raise ValueError(msg)
-    n = lat.shape[0]
-    nearest = np.full(n, np.nan)
-    if n < 2:
-        return nearest
-    sqn = _squared_norms(lat)
-    self_rows = np.arange(n, dtype=np.int64)
-    todo = self_rows
-    k = min(n - 1, 4)
-    while todo.size:
-        idx, dist = _neighbours(lat[todo], lat, k, sqn, chunk_size, self_rows[todo])
-        positive = ~identical_mask(dist, np.sqrt(sqn[todo]))
-        found = positive.any(axis=1)
-        first = np.argmax(positive, axis=1)
-        nearest[todo[found]] = dist[found, first[found]]
-        # Rows whose k neighbours were all identical copies need a larger k.
-        todo = todo[~found]
-        if k >= n - 1:
-            break
-        k = min(n - 1, 4 * k)
-    back = np.sqrt(np.sum((lat.astype(np.float64) - bkg.astype(np.float64)) ** 2, axis=1))
-    hsim = np.full(n, np.nan)
+    return _h_similarity_rows(lat, np.arange(lat.shape[0], dtype=np.int64), lat, bkg,
+                              _squared_norms(lat), chunk_size)
+
+
+def _h_similarity_rows(queries, rows, database, query_backgrounds, db_sqnorms, chunk_size):
+    """
+    The H-similarity of the database rows ``rows``, whose latents are ``queries``.
+
+    Each row's nearest other row that is not an identical copy of it (the
+    same image) is searched exactly, with a larger k where all k neighbours
+    were identical, and its Sp against the row's own background patch
+    (``query_backgrounds``) is returned; NaN where there is no such row or
+    the background is identical to the galaxy. ``database`` is an array or a
+    latent source, ``db_sqnorms`` its squared norms or None. The core of
+    `database_h_similarity` and of the H-similarity tasks of
+    `~galmorphsearch.database.build_database`.
+    """
+    n = len(database)
+    nearest = np.full(len(rows), np.nan)
+    if n >= 2:
+        qnorms = np.sqrt(_squared_norms(queries))
+        todo = np.arange(len(rows))
+        k = min(n - 1, 4)
+        while todo.size:
+            _, dist = _neighbours(queries[todo], database, k, db_sqnorms, chunk_size, rows[todo])
+            positive = ~identical_mask(dist, qnorms[todo])
+            found = positive.any(axis=1)
+            first = np.argmax(positive, axis=1)
+            nearest[todo[found]] = dist[found, first[found]]
+            # Rows whose k neighbours were all identical copies need a larger k.
+            todo = todo[~found]
+            if k >= n - 1:
+                break
+            k = min(n - 1, 4 * k)
+    diff = queries.astype(np.float64) - np.asarray(query_backgrounds, dtype=np.float64)
+    back = np.sqrt(np.sum(diff**2, axis=1))
+    hsim = np.full(len(rows), np.nan)
     ok = np.isfinite(nearest) & (back > 0)
     hsim[ok] = (1.0 - nearest[ok] / back[ok]) * 100.0
     return hsim
