@@ -361,11 +361,12 @@ def case_build(case, threads):
             instrument(timer, encoder)
             row.update(method="build_database in-process", workers=1)
         else:
-            from distributed import Client, LocalCluster, get_task_stream
+            from distributed import Client, get_task_stream
+
+            from galmorphsearch.database import local_cluster
 
             t0 = time.perf_counter()
-            cluster = LocalCluster(n_workers=case["workers"], threads_per_worker=1,
-                                   processes=True, dashboard_address=None)
+            cluster = local_cluster(case["workers"])
             client = Client(cluster)
             client.run(_warm)
             startup = time.perf_counter() - t0

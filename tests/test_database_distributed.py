@@ -4,6 +4,8 @@ Tests of `build_database`: partitioned builds in-process and on a Dask
 ``LocalCluster`` give the file `LatentDatabase.build` gives.
 """
 
+import os
+
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -318,3 +320,18 @@ def test_dask_imported_only_when_used():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_local_cluster_workers_keep_the_default_malloc_trimming(monkeypatch):
+    # Dask's nanny would start the workers with MALLOC_TRIM_THRESHOLD_=65536,
+    # which slows preprocessing down; local_cluster leaves it unset.
+    distributed = pytest.importorskip("distributed")
+    from galmorphsearch.database import local_cluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with local_cluster(1) as cluster, distributed.Client(cluster) as client:
+        env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert list(env.values()) == [None]
+        assert sum(client.nthreads().values()) == 1
+    with pytest.raises(ValueError, match="n_workers must be a positive integer"):
+        local_cluster(0)

@@ -7,7 +7,7 @@ encoder that made them, latent sources that read them chunk by chunk, and
 `build_database`, which builds them at scale (on Dask, or in-process).
 """
 
-from ._distributed import build_database
+from ._distributed import build_database, local_cluster
 from ._stores import (
     ArrayLatents,
     FITSLatents,
@@ -21,6 +21,6 @@ from ._stores import (
 from .database import *  # noqa: F403
 from .database import __all__ as _database_all
 
-__all__ = [*_database_all, "build_database", "LatentSource", "ArrayLatents", "FITSLatents",
-           "HDF5Latents", "as_latent_source", "is_latent_source", "chunked_neighbours",
-           "latent_hash"]
+__all__ = [*_database_all, "build_database", "local_cluster", "LatentSource", "ArrayLatents",
+           "FITSLatents", "HDF5Latents", "as_latent_source", "is_latent_source",
+           "chunked_neighbours", "latent_hash"]

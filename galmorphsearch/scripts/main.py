@@ -563,10 +563,10 @@ def _run_build_db(args):
 
 def _build_on_dask(args, catalog, cutout_set, encoder):
     """build-db with --scheduler or --workers: the encoding runs as Dask tasks."""
-    from galmorphsearch.database import build_database
+    from galmorphsearch.database import build_database, local_cluster
 
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         msg = ("--scheduler and --workers need dask.distributed: "
                'pip install "galmorphsearch[scale]"')
@@ -581,8 +581,7 @@ def _build_on_dask(args, catalog, cutout_set, encoder):
             database, _ = build_database(catalog, cutout_set, encoder, args.output,
                                          client=client, **kwargs)
         return database
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with local_cluster(args.workers) as cluster, Client(cluster) as client:
         print(f"building on a local Dask cluster of {args.workers} worker processes")
         database, _ = build_database(catalog, cutout_set, encoder, args.output,
                                      client=client, **kwargs)
