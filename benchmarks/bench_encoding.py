@@ -61,18 +61,30 @@ def _run_plain(model, batches):
             model(b)
 
 
-def bench_size(size, batch, repeat, rng):
-    """Time and print one image size."""
-    n = max(batch * 2, batch * (2048 // size) // 8)
-    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    encoder = Encoder(input_size=size)
+def plain_reference(encoder, images, batch):
+    """
+    The plain torchvision ResNet-18 of ``encoder`` and its input batches.
+
+    Returns the model (``fc`` removed, the encoder's backbone weights, eval
+    mode), the float32 NCHW batches of ``images`` made in advance, and the
+    same batches in channels-last memory format.
+    """
     plain = torchvision.models.resnet18(weights=None)
     plain.fc = torch.nn.Identity()
     plain.load_state_dict(encoder.backbone.state_dict())
     plain.eval()
     batches = [torch.from_numpy(np.moveaxis(images[i:i + batch], -1, 1).copy()).float().div(255)
-               for i in range(0, n, batch)]
+               for i in range(0, len(images), batch)]
     batches_cl = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+    return plain, batches, batches_cl
+
+
+def bench_size(size, batch, repeat, rng):
+    """Time and print one image size."""
+    n = max(batch * 2, batch * (2048 // size) // 8)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    encoder = Encoder(input_size=size)
+    plain, batches, batches_cl = plain_reference(encoder, images, batch)
     t_enc = _best(lambda: encoder.encode(images, batch_size=batch), repeat)
     t_plain = _best(lambda: _run_plain(plain, batches), repeat)
     t_cl = _best(lambda: _run_plain(plain, batches_cl), repeat)

@@ -167,7 +167,7 @@ def _quiet_cutouts():
 # case: encoding
 def case_encode(case, threads):
     import torch
-    import torchvision
+    from bench_encoding import _run_plain, plain_reference
 
     from galmorphsearch.model import Encoder
 
@@ -176,18 +176,10 @@ def case_encode(case, threads):
     torch.manual_seed(0)
     images = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     encoder = Encoder(architecture="resnet18", input_size=size)
-    plain = torchvision.models.resnet18(weights=None)
-    plain.fc = torch.nn.Identity()
-    plain.load_state_dict(encoder.backbone.state_dict())
-    plain.eval()
-    batches = [torch.from_numpy(np.moveaxis(images[i:i + batch], -1, 1).copy()).float().div(255)
-               for i in range(0, n, batch)]
-    batches_cl = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+    plain, batches, batches_cl = plain_reference(encoder, images, batch)
 
     def forward(chunks):
-        with torch.inference_mode():
-            for b in chunks:
-                plain(b)
+        _run_plain(plain, chunks)
 
     with torch.inference_mode():
         reference = plain(batches[0]).numpy()

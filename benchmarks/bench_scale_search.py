@@ -165,6 +165,22 @@ def _time_search(search, singles, batch, repeat):
     return t_single, t_batch, found
 
 
+def _fit_and_time(fit, search, singles, batch, repeat):
+    """
+    ``fit()``, then `_time_search` of ``search(fitted, queries)``.
+
+    Returns the fitted object, the fit time, the single and batch times, the
+    batch's results and the peak RSS sampled meanwhile (MB).
+    """
+    gc.collect()
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        obj = fit()
+        build = time.perf_counter() - t0
+        t_single, t_batch, found = _time_search(lambda q: search(obj, q), singles, batch, repeat)
+    return obj, build, t_single, t_batch, found, mem.peak
+
+
 def _rows(base, t_single, t_batch, n_batch, **extra):
     single = dict(base, n_queries=1, ms_per_query=1e3 * float(np.median(t_single)),
                   ms_per_query_min=1e3 * float(np.min(t_single)), **extra)
@@ -215,18 +231,13 @@ def case_exact(case, threads):
 
     def run(method, fit, search, note=""):
         nonlocal truth
-        gc.collect()
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            obj = fit()
-            build = time.perf_counter() - t0
-            t_single, t_batch, found = _time_search(lambda q: search(obj, q), singles, batch,
-                                                    repeat)
-        obj = None  # frees the method's memory before the next one
+        # The fitted object is not kept: its memory is freed before the next one.
+        _, build, t_single, t_batch, found, peak = _fit_and_time(fit, search, singles, batch,
+                                                                 repeat)
         if truth is None:
             truth = found
         new = _rows(dict(base, method=method, note=note), t_single, t_batch, n_batch,
-                    build_s=build, recall_at_k=_recall(found, truth), phase_rss_mb=mem.peak)
+                    build_s=build, recall_at_k=_recall(found, truth), phase_rss_mb=peak)
         _say(new)
         rows.extend(new)
 
@@ -573,18 +584,13 @@ def case_memmap_references(case, threads):
 
     def run(method, storage, fit, search, note="in one process with the in-memory references"):
         nonlocal truth
-        gc.collect()
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            obj = fit()
-            build = time.perf_counter() - t0
-            t_single, t_batch, found = _time_search(lambda q: search(obj, q), singles, batch,
-                                                    repeat)
+        obj, build, t_single, t_batch, found, peak = _fit_and_time(fit, search, singles, batch,
+                                                                   repeat)
         if truth is None:
             truth = found
         new = _rows(dict(base, method=method, storage=storage, note=note), t_single, t_batch,
                     n_batch, build_s=build, recall_at_k=_recall(found, truth),
-                    phase_rss_mb=mem.peak)
+                    phase_rss_mb=peak)
         _say(new)
         rows.extend(new)
         return obj
