@@ -454,10 +454,12 @@ def test_build_db_on_a_local_dask_cluster_matches_in_process(reference_set, tmp_
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--workers", "0"], "--workers must be at least 1"),
-    (["--partition-size", "0"], "--partition-size must be at least 1"),
+    (["--workers", "0"], "--workers: must be at least 1, not 0"),
+    (["--partition-size", "0"], "--partition-size: must be at least 1, not 0"),
 ])
 def test_build_db_bad_dask_options(reference_set, tmp_path, capsys, argv, message):
-    assert main(["build-db", str(reference_set), "-o", str(tmp_path / "db.fits"), *argv]) == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["build-db", str(reference_set), "-o", str(tmp_path / "db.fits"), *argv])
+    assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "db.fits").exists()

@@ -450,7 +450,8 @@ def evaluate_retrieval(database, fraction=0.1, seed=0, width=2):
     Raises
     ------
     ValueError
-        If ``fraction`` is not in (0, 1) or no galaxy can be a target.
+        If ``fraction`` is not in (0, 1), or the split gives fewer than two
+        targets (the database is too small to evaluate).
 
     Examples
     --------
@@ -480,8 +481,15 @@ def evaluate_retrieval(database, fraction=0.1, seed=0, width=2):
     scheme = _scheme_of(database)
     table = database.table
     mc, md = mc_md_split(database, fraction=fraction, seed=seed)
-    if mc.size == 0:
-        msg = "No galaxy can be a morphology-check target: every type has a single member."
+    if mc.size < 2:
+        counts = ", ".join(f"{t}={n}" for t, n in zip(
+            *np.unique(_names(table["morphology"], "morphology"), return_counts=True),
+            strict=True))
+        msg = (f"The database of {len(table)} galaxies ({counts}) is too small to evaluate "
+               f"with fraction={fraction}: it gives {mc.size} morphology-check target(s), "
+               "and the rates and the type correlation need at least two (a type gives "
+               "targets only when it has two or more members). Use more galaxies per type "
+               "or a larger fraction.")
         raise ValueError(msg)
     md_table = table[md]
     if "h_similarity" in md_table.colnames:

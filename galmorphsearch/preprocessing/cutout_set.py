@@ -184,19 +184,36 @@ class CutoutSet:
         galmorphsearch.utils.DatabaseFormatError
             If the file is not a cutout set or fails its checksums.
         """
+        import os
         import warnings
 
+        if not os.path.exists(path):
+            msg = f"No cutout set file at {os.fspath(path)}"
+            raise FileNotFoundError(msg)
+        if os.path.isdir(path):
+            msg = f"{os.fspath(path)} is a folder, not a cutout set file"
+            raise IsADirectoryError(msg)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with fits.open(path, checksum=True) as hdulist:
-                names = [hdu.name for hdu in hdulist]
-                missing = [n for n in ("CATALOG", "IMAGES", "BACKGRND") if n not in names]
-                if missing:
-                    msg = f"{path} is not a galmorphsearch cutout set: no {', '.join(missing)} HDU"
-                    raise DatabaseFormatError(msg)
-                table = Table.read(hdulist["CATALOG"])
-                images = np.array(hdulist["IMAGES"].data, dtype=np.uint8)
-                backgrounds = np.array(hdulist["BACKGRND"].data, dtype=np.uint8)
+            try:
+                with fits.open(path, checksum=True) as hdulist:
+                    names = [hdu.name for hdu in hdulist]
+                    missing = [n for n in ("CATALOG", "IMAGES", "BACKGRND") if n not in names]
+                    if missing:
+                        msg = (f"{path} is not a galmorphsearch cutout set: no "
+                               f"{', '.join(missing)} HDU")
+                        raise DatabaseFormatError(msg)
+                    table = Table.read(hdulist["CATALOG"])
+                    images = np.array(hdulist["IMAGES"].data, dtype=np.uint8)
+                    backgrounds = np.array(hdulist["BACKGRND"].data, dtype=np.uint8)
+            except DatabaseFormatError:
+                raise
+            except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+                # astropy's own words, e.g. "Empty or corrupt FITS file", or a
+                # data array shorter than its header says (a truncated file).
+                detail = " ".join(str(exc).split())
+                msg = f"{path} is not a readable galmorphsearch cutout set (FITS): {detail}"
+                raise DatabaseFormatError(msg) from exc
         bad = [str(w.message) for w in caught if "checksum" in str(w.message).lower()]
         if bad:
             msg = f"{path} is corrupted: {bad[0]}"

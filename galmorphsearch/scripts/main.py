@@ -34,6 +34,8 @@ Verbs
 """
 
 import argparse
+import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -41,6 +43,96 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["main"]
+
+# Exceptions that are the user's to fix (a wrong option, a missing or damaged
+# file, a missing optional package): printed as one line, exit status 1.
+# Anything else is a bug of ours and says so, also in one line; --debug (or
+# GALMORPHSEARCH_DEBUG=1) shows the traceback of either.
+_DEBUG_ENV = "GALMORPHSEARCH_DEBUG"
+
+
+def _int_at_least(minimum):
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            msg = f"{text!r} is not an integer"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value < minimum:
+            msg = f"must be at least {minimum}, not {value}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_seed = _int_at_least(0)
+
+
+def _finite_float(text):
+    """An argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"{text!r} is not a number"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not np.isfinite(value):
+        msg = f"must be a finite number, not {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _scheme_names():
+    from galmorphsearch.catalogs.schemes import _SCHEMES
+
+    return sorted(_SCHEMES)
+
+
+def _open_fraction(text):
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"{text!r} is not a number"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0.0 < value < 1.0:
+        msg = f"must be between 0 and 1 (exclusive), not {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _fraction_or_zero(text):
+    """An argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"{text!r} is not a number"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0.0 <= value < 1.0:
+        msg = f"must be at least 0 and below 1, not {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _positive_float(text):
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"{text!r} is not a number"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not (np.isfinite(value) and value > 0):
+        msg = f"must be a finite number above 0, not {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _add_debug(parser, default):
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the full traceback of an error (also "
+                             f"{_DEBUG_ENV}=1)")
 
 
 def _build_parser():
@@ -51,6 +143,7 @@ def _build_parser():
         description="Find galaxies that look alike and classify galaxy morphology by retrieval.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_debug(parser, False)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
 
@@ -64,18 +157,21 @@ def _build_parser():
         "report (and the encoder with --train).")
     demo.add_argument("--output", "-o", default="galmorphsearch-demo",
                       help="output directory (default: %(default)s)")
-    demo.add_argument("--size", type=int, default=64, help="cutout and encoder input size")
-    demo.add_argument("--n-per-type", type=int, default=10,
+    demo.add_argument("--size", type=_positive_int, default=64,
+                      help="cutout and encoder input size")
+    demo.add_argument("--n-per-type", type=_positive_int, default=10,
                       help="synthetic galaxies per GZ2 type (default: %(default)s)")
-    demo.add_argument("--n-query", type=int, default=2,
+    demo.add_argument("--n-query", type=_positive_int, default=2,
                       help="of those, held out of the database as targets (default: %(default)s)")
     demo.add_argument("--encoder", help="a shipped encoder's name or a saved encoder file "
                       "(default: the default pretrained encoder)")
     demo.add_argument("--train", action="store_true",
                       help="train the TSGICAS autoencoder on the synthetic galaxies instead")
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs (with --train)")
-    demo.add_argument("-k", type=int, default=5, help="matches per target in the results")
-    demo.add_argument("--seed", type=int, default=0, help="seed of everything random")
+    demo.add_argument("--epochs", type=_positive_int, default=30,
+                      help="training epochs (with --train)")
+    demo.add_argument("-k", type=_positive_int, default=5,
+                      help="matches per target in the results")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of everything random")
     _common(demo)
 
     pre = sub.add_parser(
@@ -85,16 +181,16 @@ def _build_parser():
         "bundled HCG 88 field (--sample).")
     pre.add_argument("images", nargs="*", metavar="IMAGE",
                      help="three FITS files g r i, or colour images (JPEG/PNG)")
-    pre.add_argument("--radec", nargs=2, type=float, action="append", metavar=("RA", "DEC"),
+    pre.add_argument("--radec", nargs=2, type=_finite_float, action="append", metavar=("RA", "DEC"),
                      help="a target position in degrees (repeat for more)")
     pre.add_argument("--positions", metavar="TABLE",
                      help="a table with ra and dec columns (deg); its columns are carried")
     pre.add_argument("--sample", action="store_true",
                      help="the HCG 88 spirals of the bundled SDSS field")
-    pre.add_argument("--size", type=int, default=256, help="cutout side in pixels")
+    pre.add_argument("--size", type=_positive_int, default=256, help="cutout side in pixels")
     pre.add_argument("--rotate", action="store_true",
                      help="rotate to position angle 90 deg (as for database galaxies)")
-    pre.add_argument("--seed", type=int, default=0, help="seed of the masking draws")
+    pre.add_argument("--seed", type=_seed, default=0, help="seed of the masking draws")
     pre.add_argument("--png-dir", help="also write one PNG per cutout here")
     pre.add_argument("--output", "-o", required=True, help="output cutout set (.fits)")
     _common(pre)
@@ -120,21 +216,21 @@ def _build_parser():
                        help="start the backbone from this weight file (.pt/.pth/.safetensors)")
     train.add_argument("--labels", help="table column: class-balanced sampling, and the "
                        "classes of --method supervised")
-    train.add_argument("--input-size", type=int,
+    train.add_argument("--input-size", type=_positive_int,
                        help="encoder input size (default: 64, 84 for contrastive)")
-    train.add_argument("--val-fraction", type=float,
+    train.add_argument("--val-fraction", type=_fraction_or_zero,
                        help="share of the images held out for validation (default: 0.2, "
                        "0.1 for contrastive)")
-    train.add_argument("--epochs", type=int, default=100, help="training epochs")
-    train.add_argument("--max-steps", type=int, help="stop after this many steps")
-    train.add_argument("--batch-size", type=int, help="images per batch (default: 42, 64 "
+    train.add_argument("--epochs", type=_positive_int, default=100, help="training epochs")
+    train.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    train.add_argument("--batch-size", type=_positive_int, help="images per batch (default: 42, 64 "
                        "for contrastive)")
-    train.add_argument("--learning-rate", type=float,
+    train.add_argument("--learning-rate", type=_positive_float,
                        help="learning rate (default: 1e-4 autoencoder, 1e-3 supervised, "
                        "0.3 x batch / 256 contrastive)")
     train.add_argument("--checkpoint-dir", help="write checkpoints and the loss history here")
     train.add_argument("--resume", help="'last' or a checkpoint file to resume from")
-    train.add_argument("--seed", type=int, default=0, help="seed of the split and training")
+    train.add_argument("--seed", type=_seed, default=0, help="seed of the split and training")
     _common(train)
 
     build = sub.add_parser(
@@ -147,7 +243,8 @@ def _build_parser():
                        "'vgg-supervised')")
     build.add_argument("--output", "-o", required=True,
                        help="database file (.fits, or .h5/.hdf5 for HDF5)")
-    build.add_argument("--scheme", help="morphology scheme (gz2, efigi, na10)")
+    build.add_argument("--scheme", type=str.lower, choices=_scheme_names(),
+                       help="morphology scheme (default: the cutout set's SCHEME keyword)")
     build.add_argument("--catalog-name", help="name of the source catalog")
     build.add_argument("--carry", nargs="*", default=(), help="more columns to keep")
     build.add_argument("--dtype", choices=["float32", "float16"],
@@ -158,10 +255,10 @@ def _build_parser():
     dask.add_argument("--scheduler", metavar="ADDRESS",
                       help="run the encoding as tasks on this Dask scheduler "
                            "(e.g. tcp://host:8786); needs the 'scale' extra")
-    dask.add_argument("--workers", type=int, metavar="N",
+    dask.add_argument("--workers", type=_positive_int, metavar="N",
                       help="run the encoding as tasks on a local Dask cluster of N "
                            "one-thread worker processes; needs the 'scale' extra")
-    build.add_argument("--partition-size", type=int, default=256,
+    build.add_argument("--partition-size", type=_positive_int, default=256,
                        help="galaxies per Dask task (with --scheduler or --workers)")
     _common(build)
 
@@ -175,9 +272,9 @@ def _build_parser():
         parser_v.add_argument("--output", "-o", help="write the results table here")
         _search_options(parser_v)
         if verb == "search":
-            parser_v.add_argument("-k", type=int, default=10, help="matches per target")
+            parser_v.add_argument("-k", type=_positive_int, default=10, help="matches per target")
         else:
-            parser_v.add_argument("--vote", type=int, metavar="K",
+            parser_v.add_argument("--vote", type=_positive_int, metavar="K",
                                   help="also a vote of the K most similar galaxies")
         _common(parser_v)
 
@@ -188,11 +285,13 @@ def _build_parser():
         "print the best / good / miss rates, the type correlation, the confusion matrix and "
         "the H-similarity statistics; optionally the balanced-database vote.")
     ev.add_argument("database", help="latent database (.fits)")
-    ev.add_argument("--fraction", type=float, default=0.1, help="share of targets per type")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the split and the draws")
-    ev.add_argument("--balanced", type=int, metavar="N",
+    ev.add_argument("--fraction", type=_open_fraction, default=0.1,
+                    help="share of targets per type")
+    ev.add_argument("--seed", type=_seed, default=0, help="seed of the split and the draws")
+    ev.add_argument("--balanced", type=_positive_int, metavar="N",
                     help="also the balanced-database vote over N iterations (paper: 400)")
-    ev.add_argument("--n-per-type", type=int, help="galaxies per type in each balanced draw")
+    ev.add_argument("--n-per-type", type=_positive_int,
+                    help="galaxies per type in each balanced draw")
     ev.add_argument("--output", "-o", help="write the per-galaxy predictions here")
     _common(ev)
 
@@ -210,13 +309,13 @@ def _build_parser():
     rep.add_argument("--database-cutouts", metavar="CUTOUTS",
                      help="cutout set (.fits) of the database galaxies, for the thumbnails "
                      "of the matches (matched by objid)")
-    rep.add_argument("-k", type=int, default=5, help="matches shown per target")
+    rep.add_argument("-k", type=_positive_int, default=5, help="matches shown per target")
     rep.add_argument("--evaluate", action="store_true",
                      help="also run the paper's MC/MD evaluation of the database (rates and "
                      "confusion matrix)")
-    rep.add_argument("--fraction", type=float, default=0.1,
+    rep.add_argument("--fraction", type=_open_fraction, default=0.1,
                      help="share of MC targets per type for --evaluate")
-    rep.add_argument("--seed", type=int, default=0, help="seed of the split and the map")
+    rep.add_argument("--seed", type=_seed, default=0, help="seed of the split and the map")
     rep.add_argument("--history", metavar="TABLE",
                      help="loss history (.ecsv) from `train` or `demo`, for the loss curve")
     rep.add_argument("--title", default="galmorphsearch report", help="title of the page")
@@ -235,14 +334,14 @@ def _build_parser():
     cut.add_argument("images", nargs="+", metavar="IMAGE",
                      help="three FITS files in the order g r i, or one colour image (JPEG/PNG)")
     where = cut.add_mutually_exclusive_group()
-    where.add_argument("--radec", nargs=2, type=float, metavar=("RA", "DEC"),
+    where.add_argument("--radec", nargs=2, type=_finite_float, metavar=("RA", "DEC"),
                        help="target position in degrees (needs a WCS in the FITS files)")
-    where.add_argument("--xy", nargs=2, type=float, metavar=("X", "Y"),
+    where.add_argument("--xy", nargs=2, type=_finite_float, metavar=("X", "Y"),
                        help="target pixel position (zero-based)")
-    cut.add_argument("--size", type=int, default=256, help="cutout side in pixels")
+    cut.add_argument("--size", type=_positive_int, default=256, help="cutout side in pixels")
     cut.add_argument("--rotate", action="store_true",
                      help="rotate the galaxy to position angle 90 deg")
-    cut.add_argument("--seed", type=int, default=0, help="seed of the masking draws")
+    cut.add_argument("--seed", type=_seed, default=0, help="seed of the masking draws")
     cut.add_argument("--output", "-o", required=True, help="output PNG file")
     cut.add_argument("--plot", metavar="FILE", help="also save a figure of the steps")
     cut.add_argument("--overwrite", action="store_true", help="replace existing files")
@@ -256,6 +355,9 @@ def _build_parser():
     cat.add_argument("--output", "-o", required=True,
                      help="output file (format from the extension, FITS by default)")
     cat.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    for verb_parser in sub.choices.values():
+        # Given before or after the verb; SUPPRESS keeps the top-level value.
+        _add_debug(verb_parser, argparse.SUPPRESS)
     return parser
 
 
@@ -274,7 +376,8 @@ def _search_options(parser):
     parser.add_argument("--memmap", action="store_true",
                         help="leave the latents in the database file and search them chunk "
                              "by chunk (databases larger than memory)")
-    parser.add_argument("--threads", type=int, help="threads of the search (default: all)")
+    parser.add_argument("--threads", type=_positive_int,
+                        help="threads of the search (default: all)")
     parser.add_argument("--stale-index", choices=["rebuild", "raise"], default="rebuild",
                         help="an index file that no longer matches the database is rebuilt "
                              "(default) or refused (raise)")
@@ -397,52 +500,153 @@ def _run_preprocess(args):
 
     _check_outputs([args.output], args.overwrite)
     common = {"size": args.size, "rotate": args.rotate, "seed": args.seed}
+    # Each way in gives the table of targets first and the cutting second, so
+    # that every output name is known and checked before any work is done.
     if args.sample:
         from galmorphsearch.datasets import load_hcg88_members, load_sample_field
 
         if args.images or args.radec or args.positions:
             msg = "--sample uses the bundled field: give no images or positions with it"
             raise ValueError(msg)
-        field = load_sample_field()
         members = load_hcg88_members()
         table = Table({"objid": members["name"], "ra": members["ra"], "dec": members["dec"]})
-        cutouts = make_cutouts(field["g"], field["r"], field["i"], members["coord"],
-                               progress_bar=args.progress, **common)
+
+        def cut():
+            field = load_sample_field()
+            return make_cutouts(field["g"], field["r"], field["i"], members["coord"],
+                                progress_bar=args.progress, **common)
     elif args.radec or args.positions:
         if len(args.images) != 3:
             msg = f"positions need three FITS files (g r i); got {len(args.images)} file(s)"
             raise ValueError(msg)
+        if args.positions and args.radec:
+            msg = "give the targets with --positions or with --radec, not both"
+            raise ValueError(msg)
         if args.positions:
-            table = Table.read(args.positions)
+            table = _read_positions(args.positions)
             for name in ("ra", "dec"):
                 if name not in table.colnames:
                     msg = f"{args.positions} has no {name!r} column"
                     raise ValueError(msg)
+            if "objid" not in table.colnames:
+                table.add_column(np.arange(1, len(table) + 1), name="objid", index=0)
         else:
             ra, dec = zip(*args.radec, strict=True)
             table = Table({"objid": list(range(1, len(ra) + 1)), "ra": ra, "dec": dec})
-        coords = SkyCoord(table["ra"], table["dec"],
-                          unit=None if getattr(table["ra"], "unit", None) else "deg")
-        cutouts = make_cutouts(*args.images, coords, progress_bar=args.progress, **common)
+        try:
+            coords = SkyCoord(table["ra"], table["dec"],
+                              unit=None if getattr(table["ra"], "unit", None) else "deg")
+        except (ValueError, TypeError) as exc:
+            where = args.positions or "--radec"
+            msg = f"the positions of {where} are not valid sky coordinates: {_one_line(exc)}"
+            raise ValueError(msg) from exc
+
+        def cut():
+            return make_cutouts(*args.images, coords, progress_bar=args.progress, **common)
     elif args.images:
         table = Table({"objid": [Path(p).stem for p in args.images],
                        "file": [str(p) for p in args.images]})
-        cutouts = [GalaxyCutout.from_image(p, **common)
-                   for p in progress_iter(args.images, args.progress, desc="preprocessing")]
+        _refuse_duplicates(list(table["objid"]), "the images' file names (their objids)")
+
+        def cut():
+            return [GalaxyCutout.from_image(p, **common)
+                    for p in progress_iter(args.images, args.progress, desc="preprocessing")]
     else:
         msg = "give FITS files with --radec/--positions, colour images, or --sample"
         raise ValueError(msg)
-    cutout_set = CutoutSet.from_cutouts(cutouts, table)
+    png_outputs = []
     if args.png_dir:
-        outputs = [Path(args.png_dir) / f"{objid}.png" for objid in cutout_set.table["objid"]]
-        _check_outputs(outputs, args.overwrite)
-        for path, image in zip(outputs, cutout_set.images, strict=True):
+        png_dir = Path(args.png_dir)
+        if png_dir.exists() and not png_dir.is_dir():
+            msg = f"--png-dir {png_dir} exists and is not a folder"
+            raise NotADirectoryError(msg)
+        png_outputs = [png_dir / name for name in _png_names(table["objid"])]
+        _check_outputs(png_outputs, args.overwrite)
+    cutout_set = CutoutSet.from_cutouts(cut(), table)
+    if png_outputs:
+        png_outputs[0].parent.mkdir(parents=True, exist_ok=True)
+        for path, image in zip(png_outputs, cutout_set.images, strict=True):
             _save_image(image, path, args.overwrite)
     cutout_set.write(args.output, overwrite=args.overwrite)
     flagged = int(np.count_nonzero(cutout_set.table["flag"]))
     print(f"wrote {len(cutout_set)} cutouts of {cutout_set.size} px to {args.output}"
           + (f" ({flagged} with quality flags set)" if flagged else ""))
     return 0
+
+
+def _read_positions(path):
+    """The --positions table, with errors that name the file."""
+    from astropy.table import Table
+
+    if not Path(path).is_file():
+        msg = f"--positions {path} does not exist"
+        raise FileNotFoundError(msg)
+    try:
+        with warnings.catch_warnings():
+            # A FITS image or a text file read as a table may warn before failing.
+            warnings.simplefilter("ignore")
+            table = Table.read(path)
+    except Exception as exc:
+        msg = (f"--positions {path} could not be read as a table of positions (a FITS, "
+               f"ECSV, CSV or VOTable file with ra and dec columns): {_one_line(exc)}")
+        raise ValueError(msg) from exc
+    if len(table) == 0:
+        msg = f"--positions {path} has no rows"
+        raise ValueError(msg)
+    if "objid" in table.colnames:
+        _refuse_duplicates([str(v) for v in table["objid"]], f"--positions {path}")
+    return table
+
+
+def _refuse_duplicates(objids, where):
+    """Refuse repeated objids (before anything is computed or written)."""
+    seen = {}
+    repeated = {}
+    for row, objid in enumerate(objids):
+        if objid in seen:
+            repeated.setdefault(objid, [seen[objid]]).append(row)
+        else:
+            seen[objid] = row
+    if repeated:
+        shown = "; ".join(f"{objid!r} in rows {', '.join(map(str, rows))}"
+                          for objid, rows in list(repeated.items())[:5])
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        msg = (f"{where} repeats objids, which must be unique (rows counted from 0): "
+               f"{shown}{more}")
+        raise ValueError(msg)
+
+
+# Characters kept in file names made from objids; anything else becomes '_'.
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def _png_names(objids):
+    """
+    One safe, distinct PNG file name per objid, inside the output folder.
+
+    Path separators, '..', leading dots, control and other unusual characters
+    cannot reach the file system: each objid is reduced to letters, digits
+    and ``._+-``; where two objids reduce to the same name, or a name is
+    empty or reserved, the row number keeps them apart. The objids
+    themselves must be unique (checked before).
+    """
+    names = []
+    used = set()
+    for row, objid in enumerate(objids):
+        stem = _UNSAFE_NAME.sub("_", str(objid)).strip("._ ")[:100]
+        if not stem or stem.upper().split(".")[0] in _RESERVED_NAMES:
+            stem = f"row{row}" + (f"_{stem}" if stem else "")
+        name = f"{stem}.png"
+        if name.lower() in used:
+            name = f"{stem}_row{row}.png"
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
+# Names Windows reserves for devices, whatever the extension.
+_RESERVED_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                   *(f"LPT{i}" for i in range(1, 10))}
 
 
 def _run_train(args):
@@ -539,12 +743,6 @@ def _run_build_db(args):
     from galmorphsearch.preprocessing import CutoutSet
 
     _check_outputs([args.output], args.overwrite)
-    if args.workers is not None and args.workers < 1:
-        msg = f"--workers must be at least 1, not {args.workers}"
-        raise ValueError(msg)
-    if args.partition_size < 1:
-        msg = f"--partition-size must be at least 1, not {args.partition_size}"
-        raise ValueError(msg)
     cutout_set = CutoutSet.read(args.cutouts)
     encoder = _load_encoder(args.encoder)
     catalog = cutout_set.table
@@ -663,9 +861,15 @@ def _run_classify(args):
 def _print_summary(title, summary):
     from astropy.table import Table
 
+    r = summary["correlation"]
+    if np.isfinite(r):
+        correlation = f"type correlation r = {r:.3f}"
+    else:
+        # Pearson's r is undefined when either side is one type only.
+        correlation = ("type correlation r undefined (all targets are of one type, or all "
+                       "were given one type)")
     print(f"{title}: {summary['n']} targets; best {summary['best_rate']:.1%}, "
-          f"good {summary['good_rate']:.1%}, miss {summary['miss_rate']:.1%}; "
-          f"type correlation r = {summary['correlation']:.3f}")
+          f"good {summary['good_rate']:.1%}, miss {summary['miss_rate']:.1%}; {correlation}")
     types = list(summary["types"])
     matrix = Table(np.round(summary["confusion"], 1), names=types)
     matrix.add_column(types, name="predicted", index=0)
@@ -933,23 +1137,48 @@ def main(args=None):
     Returns
     -------
     status : int
-        The exit status: 0 on success, 1 on a user error, which is printed
-        as one line rather than a traceback.
+        The exit status: 0 on success; 1 on an error, which is printed as one
+        line on standard error rather than a traceback (``--debug``, or the
+        environment variable ``GALMORPHSEARCH_DEBUG=1``, raises it instead);
+        2 for a command line that argparse refuses; 130 when interrupted.
     """
     parser = _build_parser()
     args = parser.parse_args(args)
+    debug = args.debug or os.environ.get(_DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
     runner = {"demo": _run_demo, "preprocess": _run_preprocess, "train": _run_train,
               "build-db": _run_build_db, "search": _run_search, "classify": _run_classify,
               "evaluate": _run_evaluate, "report": _run_report, "info": _run_info,
               "cutout": _run_cutout,
               "catalog": _run_catalog}[args.verb]
+    prefix = f"galmorphsearch {args.verb}: error:"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return runner(args)
-    except (ValueError, OSError, ImportError) as exc:
-        print(f"galmorphsearch {args.verb}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"galmorphsearch {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"{prefix} {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _one_line(exc):
+    """The message of an exception as one line, with its type when it is not the user's."""
+    from galmorphsearch.utils.exceptions import RemoteServiceError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, KeyError):
+        text = f"missing key {text}"
+    if isinstance(exc, ValueError | OSError | ImportError | RemoteServiceError | MemoryError):
+        return text
+    # Not an error the user can fix by changing the input: most likely a bug.
+    return (f"unexpected {type(exc).__name__}: {text} (please report this, with the "
+            "output of the same command run with --debug)")
 
 
 if __name__ == "__main__":  # pragma: no cover
