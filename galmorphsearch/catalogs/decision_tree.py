@@ -15,6 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..utils.exceptions import CatalogFormatError
+from ._io import (
+    FRACTION_SLACK,
+    describe_rows,
+    describe_values,
+    numeric_values,
+    other_catalog_hint,
+    to_str_array,
+)
 from .schemes import GZ2_SCHEME
 
 __all__ = ["DecisionNode", "DecisionTree", "GZ2_DECISION_TREE", "FRACTION_KINDS"]
@@ -152,19 +160,34 @@ class DecisionTree:
         Raises
         ------
         CatalogFormatError
-            If a required column is missing.
+            If a required column is missing, or holds text that is not a
+            number, an infinity or a fraction outside [0, 1] (naming the
+            column and the table rows, counted from 0). Blank (masked or NaN)
+            fractions are not errors: they count as nobody answering.
         ValueError
             If ``kind`` is unknown or ``min_fraction`` is not in [0, 1).
         """
+        return self._classify(table, kind, min_fraction, where="the given table")
+
+    def _classify(self, table, kind, min_fraction, where):
+        """`classify`, with ``where`` (see ``describe_source``) naming the table in messages."""
         _check_kind(kind)
         min_fraction = check_min_fraction(min_fraction)
-        missing = [c for c in self.required_columns(kind) if c not in table.colnames]
+        needed = list(dict.fromkeys(self.required_columns(kind)))
+        missing = [c for c in needed if c not in table.colnames]
         if missing:
+            shown = 5
+            listed = ", ".join(missing[:shown])
+            if len(missing) > shown:
+                listed += f", ... ({len(missing)} in all)"
+            read_from = "" if where == "the given table" else f" read from {where}"
             msg = (
-                f"The table lacks the GZ2 vote-fraction column(s) {', '.join(missing)} "
+                f"The table{read_from} lacks the GZ2 vote-fraction column(s) {listed} "
                 f"needed by the decision tree (fraction kind {kind!r})."
+                f"{other_catalog_hint(table, 'gz2')}"
             )
             raise CatalogFormatError(msg)
+        fractions = {c: _fraction_values(table, c, where) for c in needed}
         n = len(table)
         width = max(len(t) for t in self.scheme.types)
         result = np.zeros(n, dtype=f"U{width}")
@@ -179,12 +202,7 @@ class DecisionTree:
                 rows = np.flatnonzero(active & (current == name))
                 if rows.size == 0:
                     continue
-                fracs = np.column_stack(
-                    [
-                        np.ma.filled(np.ma.asarray(table[c][rows], dtype=float), np.nan)
-                        for c in node.columns(kind)
-                    ]
-                )
+                fracs = np.column_stack([fractions[c][rows] for c in node.columns(kind)])
                 fracs = np.where(np.isfinite(fracs), fracs, -np.inf)
                 winner = np.argmax(fracs, axis=1)
                 best = fracs[np.arange(rows.size), winner]
@@ -209,6 +227,36 @@ class DecisionTree:
                         resolved[sel] = True
                         active[sel] = False
         return np.ma.MaskedArray(result, mask=~resolved), reason
+
+
+def _fraction_values(table, col, where):
+    """
+    The vote fractions of column ``col`` as floats, NaN where blank.
+
+    Text that is not a number, infinities and fractions outside [0, 1] are
+    refused with a `CatalogFormatError` naming ``where``, the column and the
+    rows: they are not votes (percentages, counts or a shifted column).
+    """
+    values, _, notnum = numeric_values(table[col])
+    label = f"Galaxy Zoo 2 column {col!r} of {where}"
+    if notnum.any():
+        rows = np.flatnonzero(notnum)
+        texts = to_str_array(np.ma.getdata(table[col])[rows])
+        msg = (
+            f"{label} holds non-numeric vote fraction(s) {describe_values(texts)} at "
+            f"{describe_rows(rows)}."
+        )
+        raise CatalogFormatError(msg)
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(values) | (values < -FRACTION_SLACK) | (values > 1 + FRACTION_SLACK)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        msg = (
+            f"{label} holds vote fraction(s) {describe_values(values[rows])} outside [0, 1] at "
+            f"{describe_rows(rows)} (a count or percentage column?)."
+        )
+        raise CatalogFormatError(msg)
+    return values
 
 
 def check_min_fraction(min_fraction):

@@ -10,17 +10,23 @@ given.
 """
 
 import re
+import warnings
 
 import numpy as np
 from astropy.table import Column, MaskedColumn
 
-from ..utils.exceptions import CatalogFormatError, UnknownMorphologyError
+from ..utils.exceptions import CatalogFormatError, CatalogWarning
 from ._io import (
     add_standard_columns,
+    check_ids,
+    check_unique,
     coordinate_column,
+    describe_rows,
     describe_source,
     find_column,
     guess_format,
+    in_source,
+    integer_codes,
     read_table,
     require_column,
     to_str_array,
@@ -47,18 +53,31 @@ def _pgc_number(names):
     return out
 
 
-def _efigi_names(t, column):
-    t = np.ma.asarray(t)
-    bad = sorted({int(v) for v in np.ma.compressed(t) if int(v) not in EFIGI_TTYPES})
-    if bad:
-        msg = f"EFIGI column {column!r} holds T value(s) {bad} outside the EFIGI range -6..11."
-        raise UnknownMorphologyError(msg)
-    mask = np.ma.getmaskarray(t)
+def _pgc_keys(names):
+    """What makes two PGC names the same galaxy: the PGC number, else the stripped name."""
+    numbers = _pgc_number(names)
+    strings = to_str_array(names)
+    return np.array(
+        [f"PGC{k}" if k >= 0 else f"name:{t}" for k, t in zip(numbers, strings, strict=True)]
+    )
+
+
+def _efigi_names(table, column, where):
+    """EFIGI type names of a T column (masked where blank), and the blank rows."""
+    codes, blank = integer_codes(
+        table,
+        column,
+        where=where,
+        catalog="EFIGI",
+        allowed=EFIGI_TTYPES,
+        explain="outside the EFIGI range -6..11",
+        what="T value",
+    )
     names = np.array(
-        ["" if m else EFIGI_TTYPES[int(v)] for v, m in zip(np.ma.getdata(t), mask, strict=True)],
+        ["" if b else EFIGI_TTYPES[int(c)] for c, b in zip(codes, blank, strict=True)],
         dtype="U3",
     )
-    return np.ma.MaskedArray(names, mask=mask)
+    return np.ma.MaskedArray(names, mask=blank), blank
 
 
 def read_efigi(source, *, coordinates=None, mask_undetermined=True, format=None):
@@ -95,16 +114,25 @@ def read_efigi(source, *, coordinates=None, mask_undetermined=True, format=None)
     Raises
     ------
     CatalogFormatError
-        If the file cannot be read or lacks ``PGCname``, ``T``, ``T_inf`` or
-        ``T_sup``, or if ``coordinates`` lacks an identifier or position.
+        If the file cannot be read, is empty or has no data rows, or lacks
+        ``PGCname``, ``T``, ``T_inf`` or ``T_sup``; if a PGC name is blank or
+        appears twice (``'PGC 212'`` and ``'PGC0000212'`` are the same); if
+        a T column holds text, an infinity or a non-integer value (3.5); or
+        if ``coordinates`` lacks an identifier or position, repeats a PGC
+        number or holds positions that are not numbers. Messages name the
+        file (or "the given table"), the column and the table rows, counted
+        from 0 over the data rows.
     UnknownMorphologyError
         If a T value lies outside -6..11.
 
     Warns
     -----
     CatalogWarning
-        When ``coordinates`` holds ``ra`` or ``dec`` outside [0, 360] or
-        [-90, 90] degrees (those values are masked).
+        When a T, T_inf or T_sup value is blank (the row gets no
+        ``morphology``, resp. ``morphology_inf``/``morphology_sup``: masked;
+        ``meta['NOMORPH']`` counts the rows without ``morphology``), and when
+        ``coordinates`` holds ``ra`` or ``dec`` that are blank, not finite or
+        outside [0, 360] or [-90, 90] degrees (those values are masked).
 
     Examples
     --------
@@ -124,15 +152,30 @@ def read_efigi(source, *, coordinates=None, mask_undetermined=True, format=None)
             kwargs = {"format": "ascii.basic", "comment": "#", "guess": False}
         else:
             kwargs = {"format": fmt}
-    table = read_table(source, "EFIGI attribute table", expected=_EFIGI_EXPECTED, **kwargs)
+    table = read_table(
+        source, "EFIGI attribute table", expected=_EFIGI_EXPECTED, kind="efigi", **kwargs
+    )
     where = describe_source(source)
 
     pgc = require_column(table, ["PGCname"], "PGCname", "EFIGI", source=where)
     for col in _T_COLUMNS:
         require_column(table, [col], col, "EFIGI", source=where)
-    morph = _efigi_names(table["T"], "T")
-    inf = _efigi_names(table["T_inf"], "T_inf")
-    sup = _efigi_names(table["T_sup"], "T_sup")
+    pgcnames = check_ids(table, pgc, where=where, catalog="EFIGI", keys=_pgc_keys(table[pgc]))
+    morph, blank = _efigi_names(table, "T", where)
+    inf, blank_inf = _efigi_names(table, "T_inf", where)
+    sup, blank_sup = _efigi_names(table, "T_sup", where)
+    n = len(table)
+    for col, rows, result in (
+        ("T", blank, "no morphology"),
+        ("T_inf", blank_inf, "no morphology_inf"),
+        ("T_sup", blank_sup, "no morphology_sup"),
+    ):
+        if rows.any():
+            msg = (
+                f"{int(rows.sum())} of {n} EFIGI rows{in_source(where)} have a blank {col!r} "
+                f"and {result} (masked): {describe_rows(np.flatnonzero(rows))}."
+            )
+            warnings.warn(msg, CatalogWarning, stacklevel=2)
 
     if mask_undetermined:
         for name in table.colnames:
@@ -148,7 +191,7 @@ def read_efigi(source, *, coordinates=None, mask_undetermined=True, format=None)
     table.add_column(MaskedColumn(inf, name="morphology_inf"), index=pos)
     table.add_column(MaskedColumn(sup, name="morphology_sup"), index=pos + 1)
 
-    objid = Column(to_str_array(table[pgc]), name="objid", description="PGC name")
+    objid = Column(pgcnames, name="objid", description="PGC name")
     if coordinates is None:
         ra = coordinate_column(table, [], "ra")
         dec = coordinate_column(table, [], "dec")
@@ -167,6 +210,7 @@ def read_efigi(source, *, coordinates=None, mask_undetermined=True, format=None)
             "REF": EFIGI_REFERENCE,
             "MORPHSRC": "T (type_index = T + 6)",
             "COORDS": coords_note,
+            "NOMORPH": int(blank.sum()),
         }
     )
     return table
@@ -179,10 +223,18 @@ def _join_coordinates(pgcnames, coordinates):
     idcol = require_column(
         coordinates, ["PGCname", "objid", "PGC", "pgc"], "PGC identifier", "coordinates"
     )
-    cra = coordinate_column(coordinates, ["ra", "RAdeg", "RAJ2000", "_RAJ2000"], "ra",
-                            "EFIGI coordinates")
-    cdec = coordinate_column(coordinates, ["dec", "DEdeg", "DEJ2000", "_DEJ2000"], "dec",
-                             "EFIGI coordinates")
+    where = "the coordinates table"
+    # Two positions for one galaxy: which one is right cannot be told. Rows
+    # whose identifier is not a PGC number match nothing and are left alone.
+    numbers = _pgc_number(coordinates[idcol])
+    keys = np.array([f"PGC{k}" if k >= 0 else f"row:{i}" for i, k in enumerate(numbers)])
+    check_unique(to_str_array(coordinates[idcol]), f"Column {idcol!r} of {where}", keys=keys)
+    cra = coordinate_column(
+        coordinates, ["ra", "RAdeg", "RAJ2000", "_RAJ2000"], "ra", "EFIGI coordinates", where
+    )
+    cdec = coordinate_column(
+        coordinates, ["dec", "DEdeg", "DEJ2000", "_DEJ2000"], "dec", "EFIGI coordinates", where
+    )
     if cra.mask.all() or cdec.mask.all():
         if find_column(coordinates, ["ra", "RAdeg", "RAJ2000", "_RAJ2000"]) is None:
             msg = "The coordinates table has no ra (or RAdeg/RAJ2000) column."

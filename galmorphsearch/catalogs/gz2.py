@@ -21,10 +21,14 @@ from astropy.table import Column
 from ..utils.exceptions import CatalogFormatError, CatalogWarning, UnknownMorphologyError
 from ._io import (
     add_standard_columns,
+    check_ids,
     coordinate_column,
+    describe_rows,
     describe_source,
+    describe_values,
     find_column,
     guess_format,
+    in_source,
     read_table,
     require_column,
     to_str_array,
@@ -172,6 +176,12 @@ def parse_gz2_class(gz2_class, strict=True):
     return result
 
 
+def _valid_class(text):
+    """Whether ``text`` follows the gz2_class grammar."""
+    match = _GZ2_CLASS_RE.match(text)
+    return match is not None and not (match["bar1"] and match["bar2"])
+
+
 def _parse_one(text, strict):
     match = _GZ2_CLASS_RE.match(text)
     if match is None or (match["bar1"] and match["bar2"]):
@@ -272,8 +282,14 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
     Raises
     ------
     CatalogFormatError
-        If the file cannot be read, or a needed column (``objid``/``dr7objid``,
-        ``gz2_class`` or a fraction column) is missing.
+        If the file cannot be read, is empty or has no data rows, or a
+        needed column (``objid``/``dr7objid``, ``gz2_class`` or a fraction
+        column) is missing; if an object id is blank, appears twice, or was
+        stored as a float that cannot hold it exactly; if a vote fraction is
+        text, infinite or outside [0, 1]; or if ``ra``/``dec`` hold text
+        that is not a number. Messages name the file (or "the given
+        table"), the column and the table rows, counted from 0 over the data
+        rows.
     UnknownMorphologyError
         If a ``gz2_class`` string does not follow the GZ2 grammar.
     ValueError
@@ -283,10 +299,10 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
     Warns
     -----
     CatalogWarning
-        When some rows get no morphology (star/artifact winners, or no votes
-        at a node reached), with how many and why; and when ``ra`` or
-        ``dec`` lie outside [0, 360] or [-90, 90] degrees (those values are
-        masked).
+        When some rows get no morphology (star/artifact winners, a blank
+        ``gz2_class`` (naming its rows), or no votes at a node reached), with
+        how many and why; and when ``ra`` or ``dec`` are blank, not finite
+        or outside [0, 360] or [-90, 90] degrees (those values are masked).
 
     Examples
     --------
@@ -309,11 +325,13 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
     if format is None and not hasattr(source, "colnames"):
         format = guess_format(source)
     kwargs = {} if format is None else {"format": format}
-    table = read_table(source, "Galaxy Zoo 2 table", expected=_GZ2_EXPECTED, **kwargs)
+    table = read_table(source, "Galaxy Zoo 2 table", expected=_GZ2_EXPECTED, kind="gz2", **kwargs)
     where = describe_source(source)
 
-    idcol = require_column(table, ["objid", "dr7objid", "OBJID"], "object id", "Galaxy Zoo 2",
-                           source=where)
+    idcol = require_column(
+        table, ["objid", "dr7objid", "OBJID"], "object id", "Galaxy Zoo 2", source=where
+    )
+    ids = check_ids(table, idcol, where=where, catalog="Galaxy Zoo 2")
     class_col = find_column(table, ["gz2_class"])
     if use == "auto":
         use = "gz2_class" if class_col is not None else "fractions"
@@ -322,37 +340,70 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
         "SCHEME": GZ2_SCHEME.name,
         "REF": GZ2_REFERENCE,
     }
+    blank = np.zeros(len(table), dtype=bool)
     if use == "gz2_class":
-        class_col = require_column(table, ["gz2_class"], "gz2_class", "Galaxy Zoo 2",
-                                   source=where)
-        morphology = parse_gz2_class(table[class_col])
-        strings = to_str_array(table[class_col])
-        reason = np.where(np.ma.getmaskarray(morphology), "gz2_class:" + strings, "")
+        class_col = require_column(table, ["gz2_class"], "gz2_class", "Galaxy Zoo 2", source=where)
+        morphology, reason, blank = _classes_of_column(table, class_col, where)
         meta["MORPHSRC"] = "gz2_class"
         meta["RULE"] = "gz2_class reduced to 12 types (bar, bulge, roundness, edge-on)"
     else:
-        morphology, reason = gz2_types_from_fractions(
-            table, fraction=fraction, min_fraction=min_fraction
-        )
+        morphology, reason = GZ2_DECISION_TREE._classify(table, fraction, min_fraction, where=where)
         meta["MORPHSRC"] = "fractions"
         meta["FRACKIND"] = fraction
         meta["MINFRAC"] = min_fraction
         meta["RULE"] = "plurality at t01; t07 | t02, t03, t05"
 
-    objid = Column(np.ma.getdata(table[idcol]), name="objid", description="SDSS DR7 objID")
-    ra = coordinate_column(table, ["ra", "RAdeg", "RAJ2000"], "ra", "GZ2")
-    dec = coordinate_column(table, ["dec", "DEdeg", "DEJ2000"], "dec", "GZ2")
+    objid = Column(ids, name="objid", description="SDSS DR7 objID")
+    ra = coordinate_column(table, ["ra", "RAdeg", "RAJ2000"], "ra", "GZ2", where)
+    dec = coordinate_column(table, ["dec", "DEdeg", "DEJ2000"], "dec", "GZ2", where)
     add_standard_columns(table, objid, ra, dec, morphology, GZ2_SCHEME)
 
-    nomorph = int(np.ma.getmaskarray(morphology).sum())
+    nomask = np.ma.getmaskarray(morphology)
+    nomorph = int(nomask.sum())
     meta["NOMORPH"] = nomorph
     table.meta.update(meta)
     if nomorph:
-        kinds, counts = np.unique(reason[np.ma.getmaskarray(morphology)], return_counts=True)
-        detail = ", ".join(f"{c} {k}" for k, c in zip(kinds, counts, strict=True))
-        msg = f"{nomorph} of {len(table)} GZ2 rows have no morphology (masked): {detail}."
-        warnings.warn(msg, CatalogWarning)
+        named = nomask & ~blank
+        kinds, counts = np.unique(reason[named], return_counts=True)
+        parts = [f"{c} {k}" for k, c in zip(kinds, counts, strict=True)]
+        if blank.any():
+            parts.append(
+                f"{int(blank.sum())} blank {class_col!r} at {describe_rows(np.flatnonzero(blank))}"
+            )
+        msg = (
+            f"{nomorph} of {len(table)} GZ2 rows{in_source(where)} have no morphology "
+            f"(masked): {', '.join(parts)}."
+        )
+        warnings.warn(msg, CatalogWarning, stacklevel=2)
     return table
+
+
+def _classes_of_column(table, col, where):
+    """
+    Types from the gz2_class column ``col``: (morphology, reason, blank).
+
+    Blank entries (masked, or empty strings) give no type; strings outside
+    the grammar raise `UnknownMorphologyError` naming file, column and rows.
+    """
+    column = table[col]
+    strings = to_str_array(column)
+    blank = np.ma.getmaskarray(column) | (strings == "")
+    valid = {text: _valid_class(text) for text in np.unique(strings[~blank]).tolist()}
+    unknown = ~blank & np.array([not valid.get(t, True) for t in strings.tolist()], dtype=bool)
+    if unknown.any():
+        rows = np.flatnonzero(unknown)
+        msg = (
+            f"Galaxy Zoo 2 column {col!r} of {where} holds unknown gz2_class string(s) "
+            f"{describe_values(strings[rows])} at {describe_rows(rows)}: expected A, E[ric], "
+            "Se[rbn] or S[B][abcd] followed by arm number/winding and odd features in "
+            "parentheses (Willett et al. 2013)."
+        )
+        raise UnknownMorphologyError(msg)
+    morphology = parse_gz2_class(np.ma.MaskedArray(strings, mask=blank), strict=False)
+    reason = np.where(
+        blank, "blank", np.where(np.ma.getmaskarray(morphology), "gz2_class:" + strings, "")
+    )
+    return morphology, reason, blank
 
 
 def _threshold_column(table, key, fraction):

@@ -32,12 +32,17 @@ from astropy.table import Column, MaskedColumn
 from ..utils.exceptions import CatalogFormatError, CatalogWarning, UnknownMorphologyError
 from ._io import (
     add_standard_columns,
+    catalog_kind,
+    check_ids,
     coordinate_column,
+    describe_rows,
     describe_source,
     guess_format,
+    in_source,
+    integer_codes,
+    other_catalog_hint,
     read_table,
     require_column,
-    to_str_array,
 )
 from .schemes import NA10_SCHEME
 
@@ -128,8 +133,13 @@ def read_na10(source, *, readme=None, format=None, codes=None, type_map=None):
     Raises
     ------
     CatalogFormatError
-        If the file cannot be read, a ``.dat`` file comes without a ReadMe,
-        or the id or ``TType`` column is missing.
+        If the file cannot be read, is empty or has no data rows, a ``.dat``
+        file comes without a ReadMe, or the id or ``TType`` column is
+        missing; if an id is blank or appears twice; if ``TType`` holds
+        text, an infinity or a non-integer value (3.5); or if ``ra``/``dec``
+        hold text that is not a number. Messages name the file (or "the
+        given table"), the column and the table rows, counted from 0 over
+        the data rows.
     UnknownMorphologyError
         If a ``TType`` code is not in ``codes``, or a name is not in
         ``type_map``.
@@ -137,9 +147,10 @@ def read_na10(source, *, readme=None, format=None, codes=None, type_map=None):
     Warns
     -----
     CatalogWarning
-        When rows have no morphology (blank codes, or codes mapped to
-        `None`, such as 12 and 99), and when ``ra`` or ``dec`` lie outside
-        [0, 360] or [-90, 90] degrees (those values are masked).
+        When rows have no morphology (blank codes, naming their rows, or
+        codes mapped to `None`, such as 12 and 99), and when ``ra`` or
+        ``dec`` are blank, not finite or outside [0, 360] or [-90, 90]
+        degrees (those values are masked).
 
     Examples
     --------
@@ -174,27 +185,33 @@ def read_na10(source, *, readme=None, format=None, codes=None, type_map=None):
         else:
             fmt = format or guess_format(path)
             kwargs = {} if fmt is None else {"format": fmt}
-    table = read_table(source, "Nair & Abraham (2010) table", expected=_NA10_EXPECTED, **kwargs)
+    table = read_table(
+        source, "Nair & Abraham (2010) table", expected=_NA10_EXPECTED, kind="na10", **kwargs
+    )
     where = describe_source(source)
 
     tcol = require_column(table, _TTYPE_COLUMNS, "TType", "NA10", source=where)
     idcol = require_column(table, _ID_COLUMNS, "object id (JID)", "NA10", source=where)
-    raw = np.ma.asarray(table[tcol])
-    inmask = np.ma.getmaskarray(raw)
-    try:
-        values = np.ma.getdata(raw).astype(float)
-    except (TypeError, ValueError) as exc:
-        msg = f"NA10 column {tcol!r} does not hold integer T-type codes: {exc}"
-        raise CatalogFormatError(msg) from exc
-    inmask = inmask | ~np.isfinite(values)
-    codes_int = np.where(inmask, 0, values).astype(np.int64)
-    unknown = sorted({int(c) for c, m in zip(codes_int, inmask, strict=True) if not m} - set(codes))
-    if unknown:
+    if tcol.lower() == "t" and catalog_kind(table) == "efigi":
+        # EFIGI's T is another scale (-6..11): read as NA10 codes it would be garbage.
         msg = (
-            f"Unknown NA10 {tcol} code(s) {unknown}; known codes are {sorted(codes)} "
-            "(pass codes= to read_na10 for another code table)."
+            f"The NA10 table read from {where} has no TType column, and its T column is the "
+            f"EFIGI type.{other_catalog_hint(table, 'NA10')}"
         )
-        raise UnknownMorphologyError(msg)
+        raise CatalogFormatError(msg)
+    ids = check_ids(table, idcol, where=where, catalog="NA10")
+    codes_int, inmask = integer_codes(
+        table,
+        tcol,
+        where=where,
+        catalog="NA10",
+        allowed=codes,
+        what="code",
+        explain=(
+            f"which are not NA10 {tcol} codes: the known codes are {sorted(codes)} (pass "
+            "codes= to read_na10 for another code table)"
+        ),
+    )
     bad_names = sorted({str(v) for v in codes.values()} - set(type_map))
     if bad_names:
         msg = f"NA10 type name(s) {bad_names} have no entry in type_map."
@@ -211,12 +228,13 @@ def read_na10(source, *, readme=None, format=None, codes=None, type_map=None):
     mask = morph == ""
     morphology = np.ma.MaskedArray(morph, mask=mask)
 
-    objid = Column(to_str_array(table[idcol]), name="objid", description=f"NA10 {idcol}")
-    if table[idcol].dtype.kind in "iu":
-        objid = Column(np.ma.getdata(table[idcol]), name="objid", description=f"NA10 {idcol}")
-    ra = coordinate_column(table, ["RAdeg", "RAJ2000", "_RAJ2000", "ra", "_RA"], "ra", "NA10")
-    dec = coordinate_column(table, ["DEdeg", "DEJ2000", "_DEJ2000", "dec", "_DE"], "dec",
-                            "NA10")
+    objid = Column(ids, name="objid", description=f"NA10 {idcol}")
+    ra = coordinate_column(
+        table, ["RAdeg", "RAJ2000", "_RAJ2000", "ra", "_RA"], "ra", "NA10", where
+    )
+    dec = coordinate_column(
+        table, ["DEdeg", "DEJ2000", "_DEJ2000", "dec", "_DE"], "dec", "NA10", where
+    )
     add_standard_columns(table, objid, ra, dec, morphology, NA10_SCHEME)
     table.add_column(
         MaskedColumn(na10, name="na10_type", mask=na10 == ""),
@@ -233,8 +251,16 @@ def read_na10(source, *, readme=None, format=None, codes=None, type_map=None):
         }
     )
     if nomorph:
-        kinds, counts = np.unique(np.where(na10 == "", "blank", na10)[mask], return_counts=True)
-        detail = ", ".join(f"{c} {k}" for k, c in zip(kinds, counts, strict=True))
-        msg = f"{nomorph} of {len(table)} NA10 rows have no morphology (masked): {detail}."
-        warnings.warn(msg, CatalogWarning)
+        named = mask & ~inmask
+        kinds, counts = np.unique(na10[named], return_counts=True)
+        parts = [f"{c} {k}" for k, c in zip(kinds, counts, strict=True)]
+        if inmask.any():
+            parts.append(
+                f"{int(inmask.sum())} blank {tcol!r} at {describe_rows(np.flatnonzero(inmask))}"
+            )
+        msg = (
+            f"{nomorph} of {len(table)} NA10 rows{in_source(where)} have no morphology "
+            f"(masked): {', '.join(parts)}."
+        )
+        warnings.warn(msg, CatalogWarning, stacklevel=2)
     return table
