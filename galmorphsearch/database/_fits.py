@@ -2,6 +2,8 @@
 """FITS storage of latent databases: one checksummed binary table HDU."""
 
 import io
+import os
+import re
 import warnings
 from pathlib import Path
 
@@ -72,6 +74,97 @@ def _format_error(path, reason):
     return DatabaseFormatError(msg)
 
 
+_BLOCK = 2880
+_SIZE_KEYS = re.compile(rb"(BITPIX|NAXIS\d*|PCOUNT|GCOUNT)")
+
+
+def fits_truncation(path):
+    """
+    Where a FITS file is cut short, or None when it is whole.
+
+    The headers are read block by block (the data are skipped): the file is
+    truncated when it ends inside a header, inside the data an HDU's header
+    announces or inside the padding that completes the last 2880-byte
+    block. A file that does not start as FITS is left to astropy.
+
+    Returns
+    -------
+    reason : str or None
+        What is missing, with the file size, e.g. ``'the file has 9000
+        bytes but the data of HDU 1 (LATENTS) end at byte 16112'``.
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        return "it is empty (0 bytes)"
+    with open(path, "rb") as f:
+        offset, index = 0, 0
+        while offset < size:
+            f.seek(offset)
+            values, name, ended = {}, None, False
+            while not ended:
+                block = f.read(_BLOCK)
+                if offset == 0 and not block.startswith(b"SIMPLE  ="):
+                    return None
+                if len(block) < _BLOCK:
+                    return (f"the file has {size} bytes and ends inside the header of HDU "
+                            f"{index}")
+                offset += _BLOCK
+                for start in range(0, _BLOCK, 80):
+                    card = block[start:start + 80]
+                    key = card[:8].rstrip()
+                    if key == b"END":
+                        ended = True
+                        break
+                    if card[8:10] != b"= ":
+                        continue
+                    if _SIZE_KEYS.fullmatch(key):
+                        values[key] = card[10:].split(b"/")[0].strip()
+                    elif key == b"EXTNAME":
+                        name = card[10:].split(b"/")[0].strip().strip(b"'").strip()
+            try:
+                naxis = int(values.get(b"NAXIS", b"0"))
+                bitpix = int(values[b"BITPIX"])
+                pcount = int(values.get(b"PCOUNT", b"0"))
+                gcount = int(values.get(b"GCOUNT", b"1"))
+                cells = 1
+                for axis in range(1, naxis + 1):
+                    cells *= int(values[f"NAXIS{axis}".encode()])
+            except (KeyError, ValueError):
+                return None  # a malformed header: astropy says what is wrong
+            nbytes = abs(bitpix) // 8 * gcount * (pcount + cells) if naxis else 0
+            what = f"HDU {index}" + (f" ({name.decode('ascii', 'replace')})" if name else "")
+            if offset + nbytes > size:
+                return (f"the file has {size} bytes but the data of {what} end at byte "
+                        f"{offset + nbytes}")
+            offset += -(-nbytes // _BLOCK) * _BLOCK
+            if offset > size:
+                return (f"the file has {size} bytes but the padding after the data of {what} "
+                        f"ends at byte {offset}")
+            index += 1
+    return None
+
+
+def _check_whole(path):
+    """Raise a `DatabaseFormatError` saying so if the FITS file is truncated."""
+    reason = fits_truncation(path)
+    if reason is not None:
+        if reason.startswith("it is empty"):
+            raise _format_error(path, reason)
+        raise _format_error(path, f"it is truncated ({reason})")
+
+
+def _no_latents_hdu(path, hdulist):
+    reason = f"it has no {EXTNAME!r} HDU"
+    try:
+        count = len(hdulist)
+    except Exception:  # a broken later HDU
+        count = None
+    if count == 1:
+        reason += (f" (the file, {os.path.getsize(path)} bytes, ends after its primary HDU: "
+                   "it is truncated, or not a latent database)")
+    return _format_error(path, reason)
+
+
 def read_fits(path, memmap=False):
     """
     Read the ``LATENTS`` HDU of a database file, verifying its checksums.
@@ -100,6 +193,7 @@ def read_fits(path, memmap=False):
     if not path.exists():
         msg = f"No latent database file at {path}"
         raise FileNotFoundError(msg)
+    _check_whole(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -108,7 +202,7 @@ def read_fits(path, memmap=False):
             raise _format_error(path, f"astropy cannot open it as FITS ({exc})") from exc
         try:
             if EXTNAME not in hdulist:
-                raise _format_error(path, f"it has no {EXTNAME!r} HDU")
+                raise _no_latents_hdu(path, hdulist)
             hdu = hdulist[EXTNAME]
             if not isinstance(hdu, fits.BinTableHDU):
                 raise _format_error(path, f"HDU {EXTNAME!r} is not a binary table")
@@ -260,6 +354,7 @@ def fits_layout(path):
     if not path.exists():
         msg = f"No latent database file at {path}"
         raise FileNotFoundError(msg)
+    _check_whole(path)
     try:
         hdulist = fits.open(path, memmap=False, lazy_load_hdus=True, checksum=False)
     except Exception as exc:  # any failure means a broken file
@@ -268,7 +363,7 @@ def fits_layout(path):
         try:
             index = hdulist.index_of(EXTNAME)
         except KeyError as exc:
-            raise _format_error(path, f"it has no {EXTNAME!r} HDU") from exc
+            raise _no_latents_hdu(path, hdulist) from exc
         except Exception as exc:  # a broken later HDU
             raise _format_error(path, f"astropy cannot read its HDUs ({exc})") from exc
         hdu = hdulist[index]
@@ -331,7 +426,8 @@ def read_fits_catalog(path, chunk_bytes=None):
         Every column but ``latent`` and ``background_latent``, strings as
         unicode, with the header keywords in ``meta``.
     layout : dict
-        See `fits_layout`.
+        See `fits_layout`; with ``content_lathash``, the ``LATHASH`` of the
+        ``latent`` column as read (computed in the same pass).
 
     Raises
     ------
@@ -357,6 +453,7 @@ def read_fits_catalog(path, chunk_bytes=None):
     rows = max(4, (chunk_bytes // max(row_bytes, 1)) // 4 * 4)
     raw = bytearray(min(rows, max(nrows, 1)) * row_bytes)
     datasum = 0
+    hasher = LatentHasher()
     columns, masks, first = {}, {}, None
     with open(path, "rb", buffering=0) as f:
         f.seek(layout["header_offset"])
@@ -378,6 +475,8 @@ def read_fits_catalog(path, chunk_bytes=None):
                 values = np.asarray(chunk[name])
                 if lattype == "float16":
                     values = values.view(">f2")
+                if name == "latent":
+                    hasher.update(values)
                 ok = np.all(np.isfinite(values), axis=1)
                 if not ok.all():
                     bad = np.flatnonzero(~ok)
@@ -405,6 +504,8 @@ def read_fits_catalog(path, chunk_bytes=None):
     if ones_complement_sum(header_bytes, datasum) != 0xFFFFFFFF:
         raise _format_error(path, "checksum verification failed; the file is corrupted "
                             "(the CHECKSUM of the header does not match)")
+    if "latent" in layout["columns"]:
+        layout["content_lathash"] = hasher.hexdigest()
     table = Table(meta=first.meta)
     for name in first.colnames:
         proto = first[name]

@@ -18,6 +18,7 @@ Layout of a file:
 - ``/_masks/<name>``: the mask of a column with masked values.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,50 @@ def _format_error(path, reason):
     return DatabaseFormatError(msg)
 
 
+def hdf5_truncation(path):
+    """
+    Where an HDF5 file is cut short, or None when it is whole.
+
+    The superblock at the start of the file records where the file ends;
+    a file shorter than that (or than the superblock itself) is truncated.
+    A file with its signature elsewhere (after a user block) is left to
+    HDF5.
+
+    Returns
+    -------
+    reason : str or None
+        What is missing, with the file size.
+    """
+    with open(path, "rb") as f:
+        head = f.read(128)
+        size = os.fstat(f.fileno()).st_size
+    if not head.startswith(SIGNATURE):
+        return None
+    incomplete = f"the file has {size} bytes and ends inside its HDF5 superblock"
+    if len(head) < 16:
+        return incomplete
+    version = head[8]
+    if version in (0, 1):
+        offsets = head[13]
+        eof_at = 24 + (4 if version == 1 else 0) + 2 * offsets
+        base_at = eof_at - 2 * offsets
+    elif version in (2, 3):
+        offsets = head[9]
+        eof_at = 12 + 2 * offsets
+        base_at = 12
+    else:
+        return None
+    if offsets not in (2, 4, 8) or len(head) < eof_at + offsets:
+        return incomplete if offsets in (2, 4, 8) else None
+    base = int.from_bytes(head[base_at:base_at + offsets], "little")
+    eof = int.from_bytes(head[eof_at:eof_at + offsets], "little")
+    if eof == 2 ** (8 * offsets) - 1:  # undefined address
+        return None
+    if size < base + eof:
+        return f"the file has {size} bytes but its HDF5 superblock says it has {base + eof}"
+    return None
+
+
 def _open(path):
     import h5py
 
@@ -56,6 +101,9 @@ def _open(path):
     if not path.exists():
         msg = f"No latent database file at {path}"
         raise FileNotFoundError(msg)
+    reason = hdf5_truncation(path)
+    if reason is not None:
+        raise _format_error(path, f"it is truncated ({reason})")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

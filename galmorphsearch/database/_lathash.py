@@ -16,7 +16,9 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["LatentHasher", "LATHASH_DIGITS"]
+from ..utils import DatabaseFormatError
+
+__all__ = ["LatentHasher", "LATHASH_DIGITS", "lathash_mismatch"]
 
 #: Hexadecimal digits kept of the sha256.
 LATHASH_DIGITS = 16
@@ -59,3 +61,28 @@ class LatentHasher:
     def hexdigest(self):
         """The ``LATHASH`` of the rows added so far."""
         return self._digest.hexdigest()[:LATHASH_DIGITS]
+
+
+def lathash_mismatch(path, recorded, computed):
+    """
+    The error for a file whose ``LATHASH`` does not match its latents.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The database file.
+    recorded : str
+        The ``LATHASH`` the file records.
+    computed : str
+        The hash of the latents it holds.
+
+    Returns
+    -------
+    error : `~galmorphsearch.utils.DatabaseFormatError`
+    """
+    msg = (f"{path} is not a valid galmorphsearch latent database: its LATHASH {recorded} "
+           f"does not match its latents (the latents hash to {computed}); they were changed "
+           "after the file was written, and a search index made for the file would not "
+           "match them. If the change was deliberate, read the file with verify=False and "
+           "write it again.")
+    return DatabaseFormatError(msg)

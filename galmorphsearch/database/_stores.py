@@ -37,7 +37,7 @@ import numpy as np
 
 from ..utils import DatabaseFormatError
 from ._fits import _read_exactly
-from ._lathash import LatentHasher
+from ._lathash import LatentHasher, lathash_mismatch
 
 __all__ = ["LatentSource", "ArrayLatents", "FITSLatents", "HDF5Latents", "as_latent_source",
            "is_latent_source", "chunked_neighbours", "latent_hash"]
@@ -208,9 +208,16 @@ class LatentSource(abc.ABC):
         """
         The ``LATHASH`` of these latents (see `latent_hash`).
 
-        File sources return the value recorded in the file when there is
-        one; otherwise it is computed with one pass over the latents (once
-        for a file, on each access for an array, which may change).
+        It is computed with one pass over the latents: once for a file
+        source, which then checks it against the value its file records
+        (unless the database that read the file checked it already), and
+        on each access for an array, which may change.
+
+        Raises
+        ------
+        ~galmorphsearch.utils.DatabaseFormatError
+            If the latents of a file do not match the ``LATHASH`` it
+            records.
         """
         value = getattr(self, "_lathash", None)
         if value is None:
@@ -460,8 +467,32 @@ class ArrayLatents(LatentSource):
 class _FileSource(LatentSource):
     """What file sources share: shape, precision, path and a check that the file is unchanged."""
 
+    #: Whether ``_lathash`` is known to match the latents of the file.
+    _lathash_checked = False
+
     def __len__(self):
         return self._n
+
+    @property
+    def lathash(self):
+        """
+        The ``LATHASH`` of the file's latents, checked against the value it records.
+
+        Computed once, with one pass over the latents (unless the database
+        that read the file checked it already, as it read them).
+
+        Raises
+        ------
+        ~galmorphsearch.utils.DatabaseFormatError
+            If the latents do not match the ``LATHASH`` the file records.
+        """
+        if not self._lathash_checked:
+            computed = latent_hash(self)
+            recorded = self._lathash
+            if recorded is not None and str(recorded).strip() != computed:
+                raise lathash_mismatch(self.path, str(recorded).strip(), computed)
+            self._lathash, self._lathash_checked = computed, True
+        return self._lathash
 
     @property
     def dim(self):

@@ -19,6 +19,7 @@ from ..utils import (
     EncoderMismatchError,
     GalMorphSearchWarning,
 )
+from ..utils._lock import DEFAULT_LOCK_TIMEOUT, file_lock
 from ._fits import (
     fits_latent_column,
     fits_layout,
@@ -30,6 +31,7 @@ from ._fits import (
     write_fits_streaming,
 )
 from ._hdf5 import is_hdf5, read_hdf5, write_hdf5
+from ._lathash import LatentHasher, lathash_mismatch
 from ._stores import ArrayLatents, FITSLatents, HDF5Latents, latent_hash, storage_dtype
 
 __all__ = ["LatentDatabase", "STANDARD_COLUMNS", "REQUIRED_KEYWORDS"]
@@ -469,14 +471,24 @@ class LatentDatabase:
         stored precision, `latent_dtype`). Every file written by `write`
         records it in its ``LATHASH`` keyword, so a search index can be
         checked against a database cheaply. For a database read from a
-        file it is the recorded value (computed once, with a pass over the
-        latents, for files written before it was recorded); otherwise it
-        is computed on each access. Like ``LATTYPE``, it describes the
-        file and is not kept in `meta`.
+        file it is the recorded value, verified against the latents (see
+        `read`; computed once, with a pass over the latents, for files
+        written before it was recorded); otherwise it is computed on each
+        access. Like ``LATTYPE``, it describes the file and is not kept in
+        `meta`.
+
+        Raises
+        ------
+        ~galmorphsearch.utils.DatabaseFormatError
+            For an HDF5 file read with ``memmap=True`` (whose latents are
+            only hashed when the hash is first asked for) whose latents do
+            not match the ``LATHASH`` it records.
         """
         value = self._lathash
         if value is None:
-            value = latent_hash(self.latent_source)
+            # A file source checks the value its file records against the
+            # latents (one pass, once); an array is hashed.
+            value = self.latent_source.lathash
             if self._path is not None:
                 self._lathash = value
         return value
@@ -559,7 +571,8 @@ class LatentDatabase:
 
     # ------------------------------------------------------------------
     # input / output
-    def write(self, path, overwrite=False, *, format=None, dtype=None):
+    def write(self, path, overwrite=False, *, format=None, dtype=None,
+              lock_timeout=DEFAULT_LOCK_TIMEOUT):
         """
         Write the database as a FITS (default) or HDF5 file.
 
@@ -570,9 +583,14 @@ class LatentDatabase:
         one dataset per other column and the same keywords as root
         attributes (see :ref:`database-hdf5`). Either is written to a
         temporary file beside ``path`` and renamed into place, so an
-        interrupted write leaves any existing file untouched. The latents
-        of a database read with ``memmap=True`` are copied from its file
-        chunk by chunk, never all in memory.
+        interrupted write leaves any existing file untouched (and the
+        temporary file of a killed write is removed by the next write to
+        ``path``, see `~galmorphsearch.utils.remove_stale_temporaries`).
+        The write holds the lock file ``path + '.lock'`` (see
+        `~galmorphsearch.utils.file_lock`), so writes and appends to one
+        file by several processes take turns. The latents of a database
+        read with ``memmap=True`` are copied from its file chunk by chunk,
+        never all in memory.
 
         Parameters
         ----------
@@ -594,18 +612,40 @@ class LatentDatabase:
             value to 11 significant bits (a relative error of at most
             :math:`2^{-11}`); the H-similarity column and statistics are
             kept as computed from the unrounded latents.
+        lock_timeout : float or None, optional
+            Seconds to wait for another process writing ``path`` (default
+            600); `None` waits for ever.
 
         Raises
         ------
         FileExistsError
             If ``path`` exists and ``overwrite`` is `False`.
+        ~galmorphsearch.utils.DatabaseLockedError
+            If another process still holds the lock of ``path`` after
+            ``lock_timeout`` seconds.
         ValueError
-            If ``format`` or ``dtype`` is not one of those listed, or if a
+            If ``format`` or ``dtype`` is not one of those listed, if a
             latent is beyond the float16 range (about 65504) when
-            ``dtype='float16'``.
+            ``dtype='float16'``, or if the H-similarity statistics in
+            `meta` no longer match the ``h_similarity`` column (edited).
         """
         fmt = _file_format(path, format)
         lattype = storage_dtype(self.latent_dtype if dtype is None else dtype).name
+        if not overwrite and Path(path).exists():  # said at once, not after waiting for a lock
+            msg = f"{path} already exists; pass overwrite=True to replace it"
+            raise FileExistsError(msg)
+        with file_lock(path, lock_timeout):
+            self._write(path, overwrite, fmt, lattype)
+
+    def _write(self, path, overwrite, fmt, lattype):
+        """`write`, the lock of ``path`` held."""
+        problems = _h_similarity_problems(self._table)
+        if problems:
+            # A file that its own reader would refuse is not written.
+            msg = (f"Cannot write {path}: the database's H-similarity statistics do not match "
+                   f"its h_similarity column ({'; '.join(problems)}). They are computed by the "
+                   "database; edit neither them nor the column in meta or table.")
+            raise ValueError(msg)
         table = self._table.copy(copy_data=False)
         table.meta = {key: value for key, value in self.meta.items()
                       if key not in _STORAGE_KEYWORDS}
@@ -619,8 +659,8 @@ class LatentDatabase:
             sources = {name: self._source(name) for name in _LATENT_COLUMNS}
             writer = write_hdf5 if fmt == "hdf5" else write_fits_streaming
             extra = {} if fmt == "hdf5" else {"comments": _COMMENTS}
-            writer(catalog, sources, path, overwrite=overwrite, lattype=lattype,
-                   descriptions=descriptions, **extra)
+            lathash = writer(catalog, sources, path, overwrite=overwrite, lattype=lattype,
+                             descriptions=descriptions, **extra)
             if (self._sources and self._path is not None
                     and Path(path).resolve() == self._path.resolve()):
                 # Written over its own file: read the latents from the new one.
@@ -628,7 +668,9 @@ class LatentDatabase:
                 self._sources = {name: reader(path, name) for name in _LATENT_COLUMNS}
                 for source in self._sources.values():
                     source._validated = True
-                self._lathash = self._sources["latent"].lathash
+                latent = self._sources["latent"]
+                latent._lathash, latent._lathash_checked = lathash, True
+                self._lathash = lathash
             return
         for name in _LATENT_COLUMNS:
             table[name] = Column(fits_latent_column(table[name], lattype), name=name,
@@ -641,7 +683,7 @@ class LatentDatabase:
         write_fits(table, path, overwrite=overwrite, comments=_COMMENTS)
 
     @classmethod
-    def read(cls, path, memmap=False, *, format=None):
+    def read(cls, path, memmap=False, *, format=None, verify=True):
         """
         Read a database file written by `write`.
 
@@ -664,6 +706,19 @@ class LatentDatabase:
             infinite values by the source) as they are read.
         format : {'fits', 'hdf5'}, optional
             The file format; default: told by the file's first bytes.
+        verify : bool, optional
+            Check what the file records about its own content against that
+            content (the default): its ``LATHASH`` against the latents and
+            its H-similarity statistics (``HSIMMEAN``, ``HSIMSTD``,
+            ``HSIMN``) against its ``h_similarity`` column. Reading a file
+            into memory, or a FITS file with ``memmap=True``, hashes the
+            latents as they are read (no extra pass over the file); an HDF5
+            file read with ``memmap=True`` hashes them, with one pass, when
+            `lathash` is first asked for (a search index does). `False`
+            ignores the recorded values instead (the hash is computed from
+            the latents when needed, the statistics from the column): a way
+            to read a file whose latents or column were changed on purpose,
+            and write it again consistent.
 
         Returns
         -------
@@ -674,9 +729,11 @@ class LatentDatabase:
         FileNotFoundError
             If there is no file at ``path``.
         ~galmorphsearch.utils.DatabaseFormatError
-            If the file is corrupted (checksum failure, truncation), is
-            neither a FITS nor an HDF5 database, has no ``LATENTS`` HDU, or
-            lacks required columns or keywords.
+            If the file is corrupted (checksum failure), truncated (the
+            message says so), is neither a FITS nor an HDF5 database, has
+            no ``LATENTS`` HDU, lacks required columns or keywords, or (with
+            ``verify``) its ``LATHASH`` or H-similarity statistics do not
+            match its latents or ``h_similarity`` column.
         """
         path = Path(path)
         if not path.exists():
@@ -684,6 +741,7 @@ class LatentDatabase:
             raise FileNotFoundError(msg)
         fmt = _detect_format(path) if format is None else _file_format(path, format)
         sources = {}
+        content_lathash = None  # the hash of the latents, when read (None: not yet)
         if fmt == "hdf5":
             table, left = read_hdf5(path, memmap=memmap)
             sources = {name: HDF5Latents(path, name) for name in left}
@@ -691,7 +749,8 @@ class LatentDatabase:
             present = fits_layout(path)["columns"]
             sources = {name: FITSLatents(path, name) for name in _LATENT_COLUMNS
                        if name in present}
-            table, _ = read_fits_catalog(path)
+            table, layout = read_fits_catalog(path)
+            content_lathash = layout.get("content_lathash")
             for source in sources.values():
                 source._check_unchanged()
                 source._validated = True  # checked by the pass over the file
@@ -737,15 +796,39 @@ class LatentDatabase:
         if isinstance(hsim, MaskedColumn):
             table["h_similarity"] = Column(hsim.filled(np.nan), name="h_similarity",
                                            description=hsim.description)
+        if not verify:
+            lathash = None
+            for key in ("HSIMMEAN", "HSIMSTD", "HSIMN"):
+                table.meta.pop(key, None)  # recomputed from the column below
         database = cls.__new__(cls)
         database._sources = sources or None
         database._path = path
-        database._lathash = None if lathash is None else str(lathash)
+        database._lathash = None
         try:
+            if not verify:
+                _set_h_similarity(table, table["h_similarity"])
             database._table = cls._validate(table, trusted=True, sources=sources)
         except ValueError as exc:
             msg = f"{path} is not a valid galmorphsearch latent database: {exc}"
             raise DatabaseFormatError(msg) from exc
+        _check_h_similarity(database._table, path)
+        if lathash is not None and "latent" in database._table.colnames:
+            # Checked as read; without a recorded value, hashed when asked for.
+            content_lathash = LatentHasher()
+            content_lathash.update(np.asarray(database._table["latent"]))
+            content_lathash = content_lathash.hexdigest()
+        if lathash is not None:
+            lathash = str(lathash).strip()
+            if content_lathash is not None and lathash != content_lathash:
+                raise lathash_mismatch(path, lathash, content_lathash)
+        latent = (sources or {}).get("latent")
+        if latent is not None:
+            # What the source reports is this check's result; an HDF5 source
+            # not hashed yet checks the recorded value on first use.
+            latent._lathash = lathash if content_lathash is None else content_lathash
+            latent._lathash_checked = content_lathash is not None
+        if content_lathash is not None:
+            database._lathash = content_lathash
         database._path = Path(path)
         return database
 
@@ -859,12 +942,18 @@ class LatentDatabase:
         self._lathash = None
 
     @classmethod
-    def append_to_file(cls, path, other, *, memmap=False):
+    def append_to_file(cls, path, other, *, memmap=False, lock_timeout=DEFAULT_LOCK_TIMEOUT):
         """
         Append a database to a database file, safely.
 
         The file is read, merged with ``other`` and written back through a
         temporary file, so an interrupted append leaves the old file whole.
+        All of it holds the lock file ``path + '.lock'`` (see
+        `~galmorphsearch.utils.file_lock`): appends (and writes) of several
+        processes to one file take turns, and none is lost. The lock works
+        on NFS; a lock left by a killed process of this machine is removed
+        with a warning, one of another machine is waited for, then named
+        in the error.
 
         Parameters
         ----------
@@ -874,17 +963,27 @@ class LatentDatabase:
             The galaxies to add.
         memmap : bool, optional
             Memory-map the existing file while reading it.
+        lock_timeout : float or None, optional
+            Seconds to wait for another process writing ``path`` (default
+            600); `None` waits for ever.
 
         Returns
         -------
         database : `LatentDatabase`
             The merged database, as written (in the file's format and
             latent precision).
+
+        Raises
+        ------
+        ~galmorphsearch.utils.DatabaseLockedError
+            If another process still holds the lock of ``path`` after
+            ``lock_timeout`` seconds (the file is not changed).
         """
-        fmt = _detect_format(path) if Path(path).exists() else None
-        existing = cls.read(path, memmap=memmap, format=fmt)
-        merged = cls.merge([existing, other])
-        merged.write(path, overwrite=True, format=fmt, dtype=existing.latent_dtype)
+        with file_lock(path, lock_timeout):
+            fmt = _detect_format(path) if Path(path).exists() else None
+            existing = cls.read(path, memmap=memmap, format=fmt)
+            merged = cls.merge([existing, other])
+            merged.write(path, overwrite=True, format=fmt, dtype=existing.latent_dtype)
         return merged
 
 
@@ -1159,6 +1258,64 @@ def _set_h_similarity(table, hsim=None):
     meta["HSIMMEAN"] = float(np.mean(hsim[defined])) if defined.any() else None
     meta["HSIMSTD"] = float(np.std(hsim[defined])) if defined.any() else None
     meta["HSIMN"] = int(defined.sum())
+
+
+def _check_h_similarity(table, path):
+    """
+    Check the H-similarity keywords of a table read from ``path`` against its column.
+
+    ``HSIMMEAN`` and ``HSIMSTD`` (the "no similar galaxy" threshold of a
+    search) must be the mean and standard deviation of the defined values
+    of the ``h_similarity`` column, and ``HSIMN`` (when present) their
+    number, as written; anything else means the file was changed after.
+    """
+    problems = _h_similarity_problems(table)
+    if problems:
+        msg = (f"{path} is not a valid galmorphsearch latent database: its H-similarity "
+               f"statistics do not match its h_similarity column ({'; '.join(problems)}); "
+               "the file was changed after it was written, and the threshold for 'no similar "
+               "galaxy' cannot be trusted. If the change was deliberate, read the file with "
+               "verify=False (the statistics are then computed from the column) and write it "
+               "again.")
+        raise DatabaseFormatError(msg)
+
+
+def _h_similarity_problems(table):
+    """How the H-similarity keywords of ``table`` disagree with its column (a list)."""
+    hsim = np.asarray(table["h_similarity"], dtype=np.float64)
+    defined = hsim[np.isfinite(hsim)]
+    expected = {"HSIMMEAN": float(np.mean(defined)) if defined.size else None,
+                "HSIMSTD": float(np.std(defined)) if defined.size else None}
+    meta = table.meta
+    problems = []
+    for key, value in expected.items():
+        recorded = _float_or_nan(meta.get(key))  # NaN: undefined (None), or not a number
+        if value is None:
+            same = not np.isfinite(recorded)
+        else:
+            same = bool(np.isfinite(recorded)) and bool(
+                np.isclose(recorded, value, rtol=1e-9, atol=1e-9))
+        if not same:
+            problems.append(f"{key} = {_number(meta.get(key))} but the h_similarity column "
+                            f"gives {_number(value)}")
+    if "HSIMN" in meta and meta["HSIMN"] is not None:
+        try:
+            same = int(meta["HSIMN"]) == defined.size
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            problems.append(f"HSIMN = {meta['HSIMN']!r} but the h_similarity column has "
+                            f"{defined.size} defined value(s)")
+    return problems
+
+
+def _number(value):
+    """A keyword value for a message: floats to 6 significant digits."""
+    if value is None:
+        return "undefined"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return repr(value)
 
 
 def _order_columns(table):

@@ -22,6 +22,9 @@ __all__ = [
     "DatabaseFormatError",
     "StaleIndexError",
     "StaleIndexWarning",
+    "DatabaseLockedError",
+    "CheckpointFormatError",
+    "UnsafeCheckpointError",
 ]
 
 
@@ -86,4 +89,43 @@ class StaleIndexError(ValueError):
 
     Raised instead of rebuilding the index when asked for
     (``on_stale='raise'``); a stale index is never used.
+    """
+
+
+class DatabaseLockedError(TimeoutError):
+    """
+    A file could not be locked for writing: another writer holds its lock.
+
+    Raised by `LatentDatabase.write
+    <galmorphsearch.database.LatentDatabase.write>` and
+    `LatentDatabase.append_to_file
+    <galmorphsearch.database.LatentDatabase.append_to_file>` (and
+    `~galmorphsearch.utils.file_lock`) when the lock file beside the
+    database is still held after the timeout. The message names the lock
+    file, its holder and how to remove it. A `TimeoutError`, so an
+    `OSError`.
+    """
+
+
+class CheckpointFormatError(ValueError):
+    """
+    A training checkpoint cannot be used to resume a run.
+
+    Raised by the training functions (``resume=``) for a file that is
+    empty, truncated, damaged (a failed CRC check), not a PyTorch Lightning
+    training checkpoint, or a checkpoint of another model. The message names
+    the file and the problem.
+    """
+
+
+class UnsafeCheckpointError(CheckpointFormatError):
+    """
+    A training checkpoint holds objects that are not allowed.
+
+    Checkpoints are read with ``torch.load(..., weights_only=True)``
+    whatever the environment says (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is
+    ignored): only tensors, numbers, strings and plain containers are
+    loaded, and a file that refers to anything else (a class, a function)
+    is refused without running any of it. The message names the file and
+    the first object refused.
     """

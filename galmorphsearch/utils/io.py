@@ -2,12 +2,26 @@
 """Safe file writing: never overwrite by accident, never leave half a file."""
 
 import contextlib
+import hashlib
 import os
+import re
+import secrets
 import stat
-import tempfile
+import threading
+import time
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+from ._lock import file_lock, host_identity, lock_path, pid_alive
+
+__all__ = ["atomic_path", "remove_stale_temporaries", "file_lock", "lock_path"]
+
+#: Seconds after which a temporary file of another machine (whose writer
+#: cannot be checked) or of an older version of the package is removed.
+STALE_TEMPORARY_AGE = 86400.0
+
+# Temporary files this process is writing (never removed as leftovers).
+_active = set()
+_active_guard = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -18,6 +32,10 @@ def atomic_path(path, overwrite=False):
     The temporary file lives in the same directory as ``path`` so that the
     final `os.replace` is atomic: a reader sees either the old file or the
     complete new one, and an interrupted write leaves the old file intact.
+    Its name, ``.<name>.<host>_<pid>_<random>.tmp<suffix>``, says which
+    process wrote it: a write killed before it could remove it (``kill
+    -9``, a crash, a power cut) leaves it behind, and the next write to
+    ``path`` removes it (see `remove_stale_temporaries`).
 
     Parameters
     ----------
@@ -49,10 +67,18 @@ def atomic_path(path, overwrite=False):
         msg = f"{path} already exists; pass overwrite=True to replace it"
         raise FileExistsError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix,
-                               dir=path.parent)
+    with contextlib.suppress(OSError):  # housekeeping never stops a write
+        remove_stale_temporaries(path)
+    while True:
+        tmp = path.with_name(_temp_name(path))
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:  # pragma: no cover - 32 random bits
+            continue
+        break
     os.close(fd)
-    tmp = Path(tmp)
+    with _active_guard:
+        _active.add(tmp.name)
     tmp.unlink()
     try:
         yield tmp
@@ -66,8 +92,95 @@ def atomic_path(path, overwrite=False):
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
+        with _active_guard:
+            _active.discard(tmp.name)
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(path, max_age=STALE_TEMPORARY_AGE):
+    """
+    Remove the temporary files that killed writes of ``path`` left behind.
+
+    `atomic_path` (so every writer of the package) calls this before each
+    write; call it yourself to clean a folder without writing. A temporary
+    file of ``path`` (named ``.<name>.<host>_<pid>_<random>.tmp<suffix>``,
+    ``<host>`` 8 hexadecimal digits standing for the host name and boot) is
+    removed when
+
+    - it was made on this host by a process that no longer runs;
+    - it was made on another host, or on this one before it restarted
+      (whose processes cannot be checked), and is older than ``max_age``
+      seconds;
+    - it has the name older versions gave temporary files
+      (``.<name>.<8 random characters>.tmp<suffix>``) and is older than
+      ``max_age``.
+
+    The temporary files of writes still running are kept.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file whose leftovers are removed (it need not exist).
+    max_age : float, optional
+        Age in seconds beyond which a leftover whose writer cannot be
+        checked is removed. Default: one day.
+
+    Returns
+    -------
+    removed : list of `pathlib.Path`
+        The files removed.
+
+    Examples
+    --------
+    >>> from galmorphsearch.utils import remove_stale_temporaries
+    >>> remove_stale_temporaries("database.fits")  # doctest: +SKIP
+    [PosixPath('.database.fits.3f2a9c1e_41877_0b6d2e9a.tmp.fits')]
+    """
+    path = Path(path)
+    name, suffix = re.escape(path.name), re.escape(path.suffix)
+    current = re.compile(rf"\.{name}\.([0-9a-f]{{8}})_(\d+)_[0-9a-f]{{8}}\.tmp{suffix}")
+    legacy = re.compile(rf"\.{name}\.[a-z0-9_]{{8}}\.tmp{suffix}")
+    here, now = _host_tag(), time.time()
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent if str(path.parent) else "."))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = current.fullmatch(entry.name)
+        if match is None and legacy.fullmatch(entry.name) is None:
+            continue
+        with _active_guard:
+            if entry.name in _active:
+                continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        if match is not None and match.group(1) == here:
+            pid = int(match.group(2))
+            stale = pid == os.getpid() or not pid_alive(pid)  # our own ones are _active
+        else:
+            stale = age > max_age
+        if stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(path.with_name(entry.name))
+    return removed
+
+
+def _host_tag(host=None):
+    """8 hexadecimal digits that stand for this host (and boot) in temporary file names."""
+    host = host_identity() if host is None else host
+    return hashlib.sha256(host.encode("utf-8")).hexdigest()[:8]
+
+
+def _temp_name(path, pid=None, host=None):
+    """The name of a new temporary file for ``path`` (of process ``pid`` on ``host``)."""
+    path = Path(path)
+    pid = os.getpid() if pid is None else int(pid)
+    return f".{path.name}.{_host_tag(host)}_{pid}_{secrets.token_hex(4)}.tmp{path.suffix}"
 
 
 def _current_umask():
