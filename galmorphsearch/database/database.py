@@ -1059,12 +1059,24 @@ def _check_catalog(catalog, carry):
 
 def _resolve_scheme(scheme, catalog):
     """The scheme name: ``scheme``, else the catalog's ``SCHEME`` keyword."""
-    scheme = _scheme_name(scheme) if scheme is not None else catalog.meta.get("SCHEME")
+    from ..catalogs import MorphologyScheme, get_scheme
+
+    source = "scheme=" if scheme is not None else "the catalog's SCHEME keyword"
+    scheme = scheme if scheme is not None else catalog.meta.get("SCHEME")
     if scheme is None:
         msg = ("No morphology scheme: pass scheme= (e.g. 'gz2') or use a catalog whose "
                "meta has SCHEME.")
         raise ValueError(msg)
-    return str(scheme)
+    if isinstance(scheme, MorphologyScheme):
+        # A scheme of one's own, given as an object: its name is recorded.
+        return scheme.name
+    try:
+        # A name must be one the package knows, or the database would record
+        # a scheme that its evaluation cannot look up.
+        return get_scheme(str(scheme)).name
+    except ValueError as exc:
+        msg = f"{source} {scheme!r} is not a morphology scheme: {exc}"
+        raise ValueError(msg) from None
 
 
 def _catalog_table(catalog, carry, catalog_name):

@@ -1,0 +1,72 @@
+# Licensed under a 3-clause BSD style license - see LICENSE.rst
+"""
+Library calls with nonsense settings: refused with a message naming the
+setting, never recorded in a file or silently ignored.
+"""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from galmorphsearch.catalogs import GZ2_SCHEME, MorphologyScheme
+from galmorphsearch.database import LatentDatabase
+from galmorphsearch.evaluation import evaluate_retrieval
+from galmorphsearch.model import Encoder
+from galmorphsearch.preprocessing import CutoutSet
+
+
+def _catalog(n=4, scheme=None):
+    table = Table({"objid": np.arange(n), "ra": np.linspace(1, 2, n), "dec": np.zeros(n),
+                   "morphology": ["Er", "Sb"] * (n // 2), "type_index": [0, 5] * (n // 2)})
+    if scheme is not None:
+        table.meta["SCHEME"] = scheme
+    return table
+
+
+def _database(n_per_type, types=("Er", "Sb")):
+    rng = np.random.default_rng(0)
+    n = n_per_type * len(types)
+    table = Table({"objid": np.arange(n), "ra": np.zeros(n), "dec": np.zeros(n),
+                   "morphology": np.repeat(types, n_per_type),
+                   "type_index": np.repeat([GZ2_SCHEME.index(t) for t in types], n_per_type),
+                   "catalog": ["test"] * n,
+                   "latent": rng.normal(size=(n, 4)).astype(np.float32),
+                   "background_latent": np.zeros((n, 4), np.float32)})
+    table.meta.update({"ENCODER": "test", "ENCARCH": "none", "ENCHASH": "0" * 16,
+                       "INSIZE": 8, "LATDIM": 4, "SCHEME": "gz2"})
+    return LatentDatabase(table)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return Encoder(input_size=32)
+
+
+@pytest.fixture(scope="module")
+def images():
+    pixels = np.random.default_rng(1).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    return CutoutSet(_catalog(), pixels, pixels[:, ::-1])
+
+
+@pytest.mark.parametrize(("scheme", "meta"), [("nonsense", None), (None, "nonsense")])
+def test_build_refuses_an_unknown_scheme_name(scheme, meta, encoder, images):
+    with pytest.raises(ValueError, match="'nonsense' is not a morphology scheme"):
+        LatentDatabase.build(_catalog(scheme=meta), images, encoder, scheme=scheme)
+
+
+def test_build_records_known_and_own_schemes(encoder, images):
+    db = LatentDatabase.build(_catalog(), images, encoder, scheme="GZ2")
+    assert db.scheme == "gz2"
+    own = MorphologyScheme("mine", ("Er", "Sb"))
+    assert LatentDatabase.build(_catalog(), images, encoder, scheme=own).scheme == "mine"
+
+
+def test_evaluate_retrieval_refuses_a_database_too_small():
+    # One galaxy per type: no type can give a target.
+    with pytest.raises(ValueError, match="too small to evaluate.*0 morphology-check"):
+        evaluate_retrieval(_database(1))
+    # Two of one type: one target, and r needs two.
+    with pytest.raises(ValueError, match="1 morphology-check target"):
+        evaluate_retrieval(_database(2, types=("Er",)))
+    _, summary = evaluate_retrieval(_database(2))
+    assert summary["n"] == 2
