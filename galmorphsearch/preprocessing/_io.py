@@ -1,8 +1,16 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """Reading and checking the inputs of `GalaxyCutout` (private)."""
 
+import bz2
+import contextlib
+import gzip
+import io
+import lzma
 import os
+import re
 import warnings
+import zipfile
+import zlib
 
 import numpy as np
 from astropy.io import fits
@@ -10,22 +18,103 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 __all__ = []
 
+# magic numbers of the compressions that astropy.io.fits opens transparently
+# and that carry a checksum of the decompressed data (LZW ``.Z`` has none)
+_COMPRESSIONS = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"),
+)
 
-def _wcs_from_header(header):
+# astropy warns about a file shorter than its headers announce, then fails
+# (or not, when only the last padding is missing) when the data are read;
+# the failure is what is reported
+_TRUNCATED = "File may have been truncated"
+# band files are opened with checksum=True: data that fail the DATASUM of
+# their header are corrupted and refused; a failed CHECKSUM alone (the
+# header's own sum) only means that the header was edited, and is ignored
+_DATASUM_FAILED = "Datasum verification failed"
+_CHECKSUM_FAILED = "Checksum verification failed"
+
+
+@contextlib.contextmanager
+def _reading_fits():
+    """The warning filters under which band files are read (see above)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TRUNCATED)
+        warnings.filterwarnings("ignore", message=_CHECKSUM_FAILED)
+        warnings.filterwarnings("error", message=_DATASUM_FAILED)
+        yield
+
+
+def _damaged(what, exc):
+    """The `ValueError` message for a band whose HDU or data cannot be read."""
+    if _DATASUM_FAILED in str(exc):
+        return (f"{what} is damaged: its image data fail the DATASUM checksum recorded in "
+                "its header")
+    return f"{what} is truncated or damaged: {type(exc).__name__}: {exc}"
+
+
+def _describe(band, name):
+    """How to name one band input in messages: its file, else its kind."""
+    if isinstance(band, (str, os.PathLike)):
+        return f"the {name} band file {os.fspath(band)!r}"
+    filename = getattr(band, "filename", None)
+    path = filename() if callable(filename) else None
+    if path:
+        return f"the {name} band (from {path!r})"
+    return f"the {name} band"
+
+
+def _wcs_from_header(header, what, shape):
     """
     Build the celestial WCS of a FITS header, or `None` if it has none.
 
     SDSS frame headers carry the deprecated ``RADECSYS`` keyword and a
     ``DATE-OBS`` that astropy silently normalises; the resulting
     `~astropy.wcs.FITSFixedWarning` only reports these cosmetic fixes, so
-    it is ignored here (and only here).
+    it is ignored here (and only here). A WCS that astropy cannot build
+    (an unknown projection code in ``CTYPEn``, inconsistent axes) or that
+    cannot map the image centre to the sky and back (a singular matrix)
+    raises a `ValueError` naming ``what`` (the band and its file).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(header)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header)
+    except Exception as exc:  # wcslib errors of every kind: the header is at fault
+        ctypes = ", ".join(f"CTYPE{k}={header[f'CTYPE{k}']!r}" for k in (1, 2)
+                           if f"CTYPE{k}" in header)
+        msg = (f"{what} has a WCS that astropy cannot read"
+               + (f" ({ctypes})" if ctypes else "") + f": {_first_line(exc)}")
+        raise ValueError(msg) from exc
     if not wcs.has_celestial:
         return None
-    return wcs.celestial
+    wcs = wcs.celestial
+    ny, nx = shape
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            world = wcs.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
+            back = wcs.world_to_pixel_values(*world)
+        usable = bool(np.all(np.isfinite(world)) and np.all(np.isfinite(back)))
+    except Exception as exc:  # any wcslib failure means unusable
+        msg = (f"{what} has a WCS that cannot map its pixels to the sky: "
+               f"{_first_line(exc)}")
+        raise ValueError(msg) from exc
+    if not usable:
+        msg = (f"{what} has a WCS that cannot map its pixels to the sky (the image centre "
+               "maps to NaN): check its CRPIX, CDELT/CD/PC and CTYPE keywords")
+        raise ValueError(msg)
+    return wcs
+
+
+def _first_line(exc):
+    """An exception's text on one line, without wcslib's "ERROR n in f() at line" prefix."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not re.match(r"ERROR \d+ in \S+ at line", line)]
+    return " ".join(lines) or type(exc).__name__
 
 
 def _check_file(path, what):
@@ -47,17 +136,156 @@ def _numeric_array(obj, must):
     return arr
 
 
-def _first_image_hdu(hdulist, name):
-    for hdu in hdulist:
-        if hdu.is_image and hdu.data is not None and np.ndim(hdu.data) == 2:
-            return hdu.data, hdu.header
-    msg = f"the {name} band contains no 2D image HDU"
+def _compression(path):
+    """The compression of the file ``path`` ('gzip', 'bzip2', 'xz', 'zip') or `None`."""
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    for prefix, kind in _COMPRESSIONS:
+        if magic.startswith(prefix):
+            return kind
+    return None
+
+
+def _decompress(path, kind, what):
+    """
+    The whole decompressed content of a compressed file, checksums verified.
+
+    astropy decompresses lazily and stops reading once it has the data it
+    needs, so that gzip's CRC-32 (stored at the end of the stream) is never
+    checked and damaged deflate data decode silently to wrong pixels.
+    Reading the stream to its end here makes Python verify every checksum
+    (gzip and zip CRC-32, bzip2 block CRCs, xz integrity check).
+    """
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                if not names:
+                    msg = "the archive is empty"
+                    raise zipfile.BadZipFile(msg)
+                return archive.read(names[0])
+        opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[kind]
+        with opener(path, "rb") as fh:
+            return fh.read()
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
+            ValueError) as exc:
+        msg = (f"{what} is a damaged {kind} file (its compressed data fail to decompress "
+               f"or fail their checksum): {exc or type(exc).__name__}")
+        raise ValueError(msg) from exc
+
+
+def _hdu_data(hdu, what):
+    """
+    The data of one image HDU as float64 (`None` if it has none).
+
+    Any failure of astropy while reading the data (a file truncated inside
+    its data, a damaged tile-compressed HDU) raises a `ValueError` naming
+    ``what``.
+    """
+    try:
+        with _reading_fits():
+            data = hdu.data
+            return None if data is None else np.array(data, dtype=np.float64)
+    except Exception as exc:  # whatever astropy raises, the file is at fault
+        raise ValueError(_damaged(what, exc)) from exc
+
+
+def _first_image_hdu(hdulist, what):
+    """The data (float64) and header of the first 2D image HDU of ``hdulist``."""
+    hdus = iter(hdulist)  # a lazily opened file reads each header on demand
+    while True:
+        try:
+            with _reading_fits():
+                hdu = next(hdus)
+        except StopIteration:
+            break
+        except Exception as exc:  # whatever astropy raises, the file is at fault
+            raise ValueError(_damaged(what, exc)) from exc
+        if hdu.is_image:
+            data = _hdu_data(hdu, what)
+            if data is not None and data.ndim == 2:
+                return data, hdu.header
+    msg = f"{what} contains no 2D image HDU"
     raise ValueError(msg)
+
+
+@contextlib.contextmanager
+def _open_fits(path, what):
+    """
+    Open a FITS file for reading, as a context manager yielding the HDUList.
+
+    Compressed files are decompressed in full (and their checksums
+    verified) first. The file is opened here and handed to astropy, so
+    that it is closed even when astropy fails half-way.
+    """
+    kind = _compression(path)
+    source = open(path, "rb") if kind is None else io.BytesIO(_decompress(path, kind, what))
+    with source:
+        try:
+            with _reading_fits():
+                hdulist = fits.open(source, checksum=True)
+        except Exception as exc:  # OSError, VerifyError, ...: not a FITS file
+            if _DATASUM_FAILED in str(exc):
+                raise ValueError(_damaged(what, exc)) from exc
+            msg = f"{what} is not a readable FITS file: {type(exc).__name__}: {exc}"
+            raise ValueError(msg) from exc
+        with hdulist:
+            yield hdulist
+
+
+# ``FILTER`` values: a bare band letter, possibly primed ("g", "g'", "gp"),
+# or the letter as the first word ("r.00000" Pan-STARRS, "g.MP9401" MegaCam,
+# "r DECam SDSS c0002 ..." DECam, "r_SDSS" OmegaCAM); upper case or later in
+# the value only next to a survey name ("SDSS g", "HSC-R2", "ZTF_g"). Bare
+# upper-case letters ("R", "I": Johnson-Cousins) are not SDSS bands.
+_SURVEY_WORDS = frozenset({"sdss", "sloan", "decam", "des", "hsc", "ps1", "panstarrs", "ztf",
+                           "megacam", "megaprime", "omegacam", "kids", "vst", "lsst", "legacy",
+                           "skymapper", "atlas"})
+_BAND_LETTERS = "ugrizy"
+
+
+def _filter_band(value):
+    """
+    The band letter (one of u, g, r, i, z, y) that a ``FILTER`` value names.
+
+    Returns `None` for a missing, empty or unrecognised value (for example
+    Johnson-Cousins ``'R'`` or ``'Halpha'``): such a keyword says nothing
+    about which SDSS-like band the image is.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"([ugrizy])(?:'|p|prime)?", text)
+    if match:
+        return match.group(1)
+    tokens = [t.rstrip("'") for t in re.split(r"[\s_\-.,:;/()\[\]]+", text) if t]
+    if not tokens:
+        return None
+    lower = [t.lower() for t in tokens]
+    if any(t in _SURVEY_WORDS for t in lower):
+        letters = {t[0] for t in lower if re.fullmatch(r"[ugrizy]\d?", t)}
+        return letters.pop() if len(letters) == 1 else None
+    if len(tokens[0]) == 1 and tokens[0] in _BAND_LETTERS:
+        return tokens[0]
+    return None
+
+
+def _header_filter(header):
+    """The raw ``FILTER`` value of a header or meta mapping, or `None`."""
+    if header is None:
+        return None
+    try:
+        value = header.get("FILTER")
+    except Exception:  # a meta object without a usable get
+        return None
+    return None if value is None else str(value).strip()
 
 
 def _read_band(band, name):
     """
-    Return the data and WCS of one band.
+    Return the data, WCS and ``FILTER`` keyword of one band.
 
     Parameters
     ----------
@@ -72,34 +300,40 @@ def _read_band(band, name):
         2D float64 array in native byte order.
     wcs : `~astropy.wcs.WCS` or `None`
         The celestial WCS, if the input carries one.
+    info : dict
+        ``'what'``: how to name the input in messages (the band and its
+        file); ``'filter'``: the raw ``FILTER`` value of its header or
+        meta, or `None`; ``'path'``: the file name, or `None`.
+
+    Raises
+    ------
+    ValueError
+        The band is missing, not 2D, all non-finite; its file is not a
+        readable FITS file, is truncated or damaged (including compressed
+        data that fail their checksum); its WCS is unusable.
     """
     if band is None:
         msg = f"the {name} band is missing: give g, r and i images"
         raise ValueError(msg)
-    wcs = None
+    what = _describe(band, name)
+    info = {"what": what, "filter": None, "path": None}
+    header = None
     if isinstance(band, (str, os.PathLike)):
         _check_file(band, f"{name} band file")
-        try:
-            with fits.open(band) as hdulist:
-                data, header = _first_image_hdu(hdulist, name)
-                data = np.array(data, dtype=np.float64)
-        except OSError as exc:
-            msg = f"the {name} band file {os.fspath(band)!r} is not a readable FITS file: {exc}"
-            raise ValueError(msg) from exc
-        wcs = _wcs_from_header(header)
+        info["path"] = os.fspath(band)
+        with _open_fits(band, what) as hdulist:
+            data, header = _first_image_hdu(hdulist, what)
+            header = header.copy()
     elif isinstance(band, fits.HDUList):
-        data, header = _first_image_hdu(band, name)
-        data = np.array(data, dtype=np.float64)
-        wcs = _wcs_from_header(header)
+        data, header = _first_image_hdu(band, what)
     elif isinstance(band, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
-        if band.data is None:
-            msg = f"the {name} band HDU holds no data"
+        data, header = _hdu_data(band, what), band.header
+        if data is None:
+            msg = f"{what} HDU holds no data"
             raise ValueError(msg)
-        data = np.array(band.data, dtype=np.float64)
-        wcs = _wcs_from_header(band.header)
     elif hasattr(band, "data") and hasattr(band, "wcs"):  # NDData, CCDData
         data = np.array(band.data, dtype=np.float64)
-        wcs = band.wcs
+        info["filter"] = _header_filter(getattr(band, "meta", None))
     else:
         arr = _numeric_array(band, f"the {name} band must be a FITS file name, an HDU, an "
                                    "NDData or a numeric array")
@@ -107,10 +341,15 @@ def _read_band(band, name):
     if data.ndim != 2:
         msg = f"the {name} band must be a 2D image, got an array of shape {data.shape}"
         raise ValueError(msg)
+    if header is not None:
+        wcs = _wcs_from_header(header, what, data.shape)
+        info["filter"] = _header_filter(header)
+    else:
+        wcs = getattr(band, "wcs", None)
     if not np.isfinite(data).any():
         msg = f"the {name} band holds no finite pixel (all NaN or inf)"
         raise ValueError(msg)
-    return data, wcs
+    return data, wcs, info
 
 
 def _same_grid(wcs1, wcs2, shape, tol=0.1):
@@ -126,23 +365,100 @@ def _same_grid(wcs1, wcs2, shape, tol=0.1):
     return bool(np.all(np.hypot(np.asarray(x2) - x, np.asarray(y2) - y) < tol))
 
 
-def _pil_to_array(pil):
-    """
-    A PIL image as an (ny, nx, 3) array: uint8, or float64 in [0, 1] for
-    16-bit images.
+# file names of FITS images, compressed or not (Pillow reads plain 2D FITS
+# files as greyscale, which from_image must not take for a colour image)
+_FITS_NAME = re.compile(r"\.(fits?|fts|fz)(\.(gz|bz2|xz|zip|z))?$", re.IGNORECASE)
+_FITS_MAGIC = b"SIMPLE  ="
 
-    16-bit greyscale images (PNG opens them in mode ``'I;16'`` or ``'I'``)
-    are scaled by 1/65535, not clipped to 8 bits as ``convert('RGB')``
-    would (which turns everything above 255 white).
+
+def _refuse_fits(what):
+    msg = (f"{what} is a FITS image: from_image takes a rendered colour image (a JPEG, PNG or "
+           "TIFF file, a PIL image, or an (ny, nx, 3) array in display order); give the g, "
+           "r and i FITS bands to GalaxyCutout(g, r, i, position) instead")
+    raise ValueError(msg)
+
+
+def _is_fits_file(path):
+    if _FITS_NAME.search(os.fspath(path)):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(len(_FITS_MAGIC)) == _FITS_MAGIC
+
+
+def _open_image(path, what):
     """
-    if pil.mode.startswith("I;16") or pil.mode == "I":
-        arr = np.asarray(pil).astype(np.float64)
-        if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            msg = (f"{pil.mode!r} images must hold 16-bit values (0..65535), got "
-                   f"{arr.min():g}..{arr.max():g}")
-            raise ValueError(msg)
-        return np.repeat((arr / 65535.0)[..., None], 3, axis=-1)
-    return np.asarray(pil.convert("RGB"))
+    Open and load an image file with PIL; every failure is a `ValueError`.
+
+    An image larger than ``PIL.Image.MAX_IMAGE_PIXELS`` (where PIL warns of
+    a possible decompression bomb, and refuses at twice that size) is
+    refused whatever the warning filters say.
+    """
+    from PIL import Image
+
+    pil = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            pil = Image.open(path)
+            pil.load()
+    except Exception as exc:  # UnidentifiedImageError, truncated data, ...
+        if pil is not None:
+            pil.close()
+        if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            msg = (f"{what} is refused as a possible decompression bomb: {exc} (if the image "
+                   "is genuine, raise PIL.Image.MAX_IMAGE_PIXELS)")
+        else:
+            msg = f"{what} is not an image file that PIL can read: {exc}"
+        raise ValueError(msg) from exc
+    return pil
+
+
+def _pil_to_array(pil, what="the PIL image"):
+    """
+    A PIL image as an (ny, nx, 3) or (ny, nx, 4) array.
+
+    * 8-bit modes (L, P, RGB, CMYK, ...) give uint8 RGB; greyscale is
+      repeated in the three channels;
+    * modes with transparency (RGBA, LA, PA, P with a transparent colour)
+      give uint8 RGBA, whose alpha channel `_read_colour_image` turns into
+      missing pixels where it is 0;
+    * 16-bit greyscale images (PNG opens them in mode ``'I;16'`` or
+      ``'I'``) are scaled by 1/65535, not clipped to 8 bits as
+      ``convert('RGB')`` would (which turns everything above 255 white);
+    * floating-point images (mode ``'F'``: float TIFF) are taken as grey
+      intensities when they lie in [0, 1] and refused otherwise, instead
+      of being clipped to 0..255 (which turns flux values black);
+    * FITS images are refused (they are bands, not colour images).
+    """
+    if pil.format == "FITS":
+        _refuse_fits(what)
+    try:
+        mode = pil.mode
+        if mode.startswith("I;16") or mode == "I":
+            arr = np.asarray(pil).astype(np.float64)
+            if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                msg = (f"{what}: {mode!r} images must hold 16-bit values (0..65535), got "
+                       f"{arr.min():g}..{arr.max():g}")
+                raise ValueError(msg)
+            return np.repeat((arr / 65535.0)[..., None], 3, axis=-1)
+        if mode == "F":
+            arr = np.asarray(pil).astype(np.float64)
+            finite = np.isfinite(arr)
+            if finite.any() and (arr[finite].min() < 0 or arr[finite].max() > 1):
+                msg = (f"{what} holds floating-point values from {arr[finite].min():g} to "
+                       f"{arr[finite].max():g} (mode 'F'): from_image takes display "
+                       "intensities in [0, 1]; rescale the image to [0, 1], or give linear "
+                       "flux images (FITS bands) to GalaxyCutout(g, r, i, position)")
+                raise ValueError(msg)
+            return np.repeat(arr[..., None], 3, axis=-1)
+        if "A" in mode or mode in ("RGBa", "La") or "transparency" in pil.info:
+            return np.asarray(pil.convert("RGBA"))
+        return np.asarray(pil.convert("RGB"))
+    except ValueError:
+        raise
+    except Exception as exc:  # a mode PIL cannot convert
+        msg = f"{what} (mode {pil.mode!r}) cannot be converted to RGB: {exc}"
+        raise ValueError(msg) from exc
 
 
 def _read_colour_image(image):
@@ -152,50 +468,84 @@ def _read_colour_image(image):
     Parameters
     ----------
     image : str, path-like, `PIL.Image.Image` or array
-        JPEG/PNG file, PIL image, or (ny, nx, 3) or (ny, nx, 4) array of
-        uint8 (0..255) or floats in [0, 1]. An alpha channel is dropped;
-        16-bit greyscale images are scaled to [0, 1] and repeated in the
-        three channels.
+        JPEG/PNG/TIFF file, PIL image, or (ny, nx, 3) or (ny, nx, 4) array
+        of uint8 (0..255), uint16 (0..65535) or floats in [0, 1]. Pixels
+        whose alpha is 0 (fully transparent) are missing data (NaN); the
+        alpha channel is otherwise dropped. Greyscale image files are
+        repeated in the three channels (16-bit ones scaled to [0, 1]).
+        FITS files are refused.
 
     Returns
     -------
     rgb : `~numpy.ndarray`
-        (ny, nx, 3) float64 array in [0, 1].
+        (ny, nx, 3) float64 array in [0, 1], NaN where transparent.
     """
     from PIL import Image
 
+    what = "the image"
     if isinstance(image, (str, os.PathLike)):
         _check_file(image, "image file")
-        try:
-            with Image.open(image) as pil:
-                arr = _pil_to_array(pil)
-        except OSError as exc:  # UnidentifiedImageError is an OSError
-            msg = f"{os.fspath(image)!r} is not an image file that PIL can read: {exc}"
-            raise ValueError(msg) from exc
+        what = f"the image file {os.fspath(image)!r}"
+        if _is_fits_file(image):
+            _refuse_fits(what)
+        pil = _open_image(image, what)
+        with pil:
+            arr = _pil_to_array(pil, what)
     elif isinstance(image, Image.Image):
-        arr = _pil_to_array(image)
+        what = "the PIL image"
+        try:
+            image.load()
+        except Exception as exc:  # truncated or damaged image data
+            msg = f"{what} cannot be read: {exc}"
+            raise ValueError(msg) from exc
+        arr = _pil_to_array(image, what)
     else:
         arr = _numeric_array(image, "the image must be a file name, a PIL image or a numeric "
                                     "array")
+        if arr.dtype.kind == "b":
+            msg = ("a boolean array is not a colour image: give uint8 (0..255), uint16 "
+                   "(0..65535) or floats in [0, 1]")
+            raise TypeError(msg)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        msg = f"a colour image must have shape (ny, nx, 3) or (ny, nx, 4), got {arr.shape}"
+        hint = ""
+        if arr.ndim == 2:
+            hint = ("; this is a single-band image: for a grey image stack it into three "
+                    "channels (np.dstack([a, a, a])), for a FITS band use "
+                    "GalaxyCutout(g, r, i, position)")
+        elif arr.ndim == 3 and arr.shape[0] in (3, 4):
+            hint = "; for a channels-first array use np.moveaxis(a, 0, -1)"
+        msg = (f"a colour image must have shape (ny, nx, 3) or (ny, nx, 4), got "
+               f"{arr.shape}{hint}")
         raise ValueError(msg)
-    arr = arr[..., :3]
-    if arr.dtype.kind in "biu":
-        if arr.min() < 0 or arr.max() > 255:
-            msg = "integer colour images must hold values in 0..255"
+    if arr.dtype.kind in "iu":
+        top = 65535 if arr.dtype == np.uint16 else 255
+        if arr.min() < 0 or arr.max() > top:
+            msg = (f"integer colour images must hold values in 0..{top} ({arr.dtype}), got "
+                   f"{arr.min()}..{arr.max()}")
             raise ValueError(msg)
-        rgb = arr.astype(np.float64) / 255.0
+        values = arr.astype(np.float64) / top
     else:
-        rgb = arr.astype(np.float64)
-        finite = np.isfinite(rgb)
+        values = arr.astype(np.float64)
+        finite = np.isfinite(values[..., :3])
         if not finite.any():
             msg = "the colour image holds no finite pixel (all NaN or inf)"
             raise ValueError(msg)
-        if rgb[finite].min() < 0 or rgb[finite].max() > 1:
-            msg = ("float colour images must hold values in [0, 1]; divide 0..255 data "
-                   "by 255 or pass it as uint8")
+        colours = values[..., :3][finite]
+        if colours.min() < 0 or colours.max() > 1:
+            msg = (f"float colour images must hold values in [0, 1], got "
+                   f"{colours.min():g}..{colours.max():g}; divide 0..255 data by 255 or "
+                   "pass it as uint8")
             raise ValueError(msg)
+    rgb = values[..., :3]
+    if values.shape[2] == 4:
+        transparent = values[..., 3] == 0
+        if transparent.all():
+            msg = (f"{what} is fully transparent (alpha 0 everywhere): it holds no data; "
+                   "drop the fourth channel if it is not an alpha channel")
+            raise ValueError(msg)
+        if transparent.any():
+            rgb = rgb.copy()
+            rgb[transparent] = np.nan
     if min(rgb.shape[:2]) < 8:
         msg = f"the colour image is too small ({rgb.shape[1]}x{rgb.shape[0]} pixels)"
         raise ValueError(msg)

@@ -4,6 +4,7 @@ Galaxy cutouts prepared the TSGICAS way (Seo et al. 2023, section 2.2).
 """
 
 import math
+import os
 from functools import cached_property
 
 import astropy.units as u
@@ -14,6 +15,11 @@ from photutils.aperture import BoundingBox
 from ..utils.progress import progress_iter
 from ._colour import _linearize, _lupton_rgb, _resize
 from ._detection import (
+    _BLEND_MERGED_DIP,
+    _BLEND_MERGED_RATIO,
+    _BLEND_MIN_SHIFT,
+    _BLEND_SHIFT,
+    _band_scale_mismatch,
     _deblend_target,
     _detect,
     _dilate,
@@ -21,11 +27,12 @@ from ._detection import (
     _label_near,
     _measure,
     _merge_fragments,
+    _second_peak,
     _sky_stats,
     _subtract_background,
 )
 from ._geometry import _free_window, _grid, _outside, _region, _sample
-from ._io import _read_band, _read_colour_image, _same_grid
+from ._io import _filter_band, _read_band, _read_colour_image, _same_grid
 from .flags import CutoutFlag, _raise_flag
 
 __all__ = ["GalaxyCutout", "make_cutouts"]
@@ -368,10 +375,27 @@ class GalaxyCutout:
         A band is missing, empty (all NaN) or not 2D; the bands differ in
         shape or WCS; the position lies off the image; a
         `~astropy.coordinates.SkyCoord` is given without a WCS; a parameter
-        is out of range.
+        is out of range. A band file is not FITS, is truncated or damaged
+        (compressed files are decompressed in full, so that gzip, bzip2,
+        xz and zip checksums are verified), or has a WCS that astropy cannot
+        use (e.g. an unknown projection in ``CTYPE1``). The ``FILTER``
+        keywords of the bands name other bands than g, r and i (bands in
+        the wrong order, one band given twice, a z-band image); the same
+        file is given for two bands.
     TypeError
         An input or a parameter has an unsupported type (e.g. a string
         for a number).
+
+    Warns
+    -----
+    CutoutWarning
+        A subclass of `~galmorphsearch.utils.exceptions.CutoutWarning` for
+        every bit set in ``flag`` (see
+        `~galmorphsearch.preprocessing.CutoutFlag`), among them a
+        `~galmorphsearch.preprocessing.BandScaleWarning` when the bands
+        differ in scale by orders of magnitude and a
+        `~galmorphsearch.preprocessing.BlendWarning` when the target is
+        probably blended with another source.
 
     See Also
     --------
@@ -386,6 +410,14 @@ class GalaxyCutout:
     shows the major axis horizontal, so that measuring the output gives an
     orientation near 0 deg (position angle 90 deg on a north-up display);
     the vertical flip to display order keeps the major axis horizontal.
+
+    ``FILTER`` keywords (of band files, HDUs, or the ``meta`` of NDData)
+    are read where present: values such as ``'g'``, ``"g'"``,
+    ``'SDSS g'``, ``'HSC-G'``, ``'g.MP9401'`` or DECam's
+    ``'g DECam SDSS ...'`` name a band; others (``'R'``, ``'Halpha'``)
+    are not checked. When all three bands carry the same filter the
+    keyword is a copied header (as in the bundled HCG 88 files) that says
+    nothing about which image is which, and it is ignored.
 
     Examples
     --------
@@ -435,10 +467,16 @@ class GalaxyCutout:
         Parameters
         ----------
         image : str, path-like, `PIL.Image.Image` or `~numpy.ndarray`
-            JPEG/PNG file (16-bit greyscale PNGs are scaled to [0, 1]), PIL
-            image, or (ny, nx, 3) (or RGBA) array of uint8 or of floats in
-            [0, 1], in display order (row 0 at the top, as a JPEG; flip
-            FITS-ordered arrays with ``[::-1]``).
+            A rendered colour image, in display order (row 0 at the top, as
+            a JPEG; flip FITS-ordered arrays with ``[::-1]``): a
+            JPEG/PNG/TIFF file or PIL image (greyscale is repeated in the
+            three channels; 16-bit greyscale is scaled to [0, 1];
+            floating-point images must hold values in [0, 1]), or an
+            (ny, nx, 3) or (ny, nx, 4) array of uint8 (0..255), uint16
+            (0..65535) or floats in [0, 1]. Fully transparent pixels (alpha
+            0) are missing data, like NaN pixels (``NAN_PIXELS``). FITS
+            files, single-band arrays and float images of flux are refused:
+            give FITS bands to `GalaxyCutout` itself.
         position : tuple of float, optional
             (x, y) array position (x = column, y = row) of the target; by
             default the image centre, where the source nearest to the
@@ -471,8 +509,11 @@ class GalaxyCutout:
         ------
         ValueError
             The image is not (ny, nx, 3), holds values out of range, is too
-            small, the path is a directory or not an image, the position
-            lies off the image, or a parameter is out of range.
+            small, is fully transparent; the path is a directory, not an
+            image PIL can read, a FITS file, or an image larger than
+            ``PIL.Image.MAX_IMAGE_PIXELS`` (a possible decompression bomb);
+            the position lies off the image, or a parameter is out of
+            range.
         TypeError
             The image has an unsupported type.
 
@@ -535,6 +576,8 @@ class GalaxyCutout:
         x, y = _pixel_position(position, field.wcs, field.shape)
         self.position = (x, y)
         flag = CutoutFlag(0)
+        if getattr(field, "scale_mismatch", None):
+            flag = _raise_flag(flag, CutoutFlag.BAND_SCALE_MISMATCH, field.scale_mismatch)
 
         label = 0
         segm = field.segm
@@ -548,6 +591,8 @@ class GalaxyCutout:
                     flag, CutoutFlag.NO_SOURCE_AT_POSITION,
                     f"no source within {params['tolerance']:g} pixels of the position "
                     f"(x, y) = ({x:.1f}, {y:.1f})")
+        unmerged = segm  # the target as detected and deblended, before merging
+        merged = []
         if label and params["deblend"]:
             parent_label = label
             deblended, mode_used = _deblend_target(
@@ -557,6 +602,7 @@ class GalaxyCutout:
             new_label = _label_near(deblended.data, x, y, params["tolerance"])
             if new_label:
                 segm, label = deblended, new_label
+                unmerged = segm
                 if params["merge_fragments"]:
                     segm, merged, _ = _merge_fragments(
                         field.convolved, segm, label, field.segm.data == parent_label,
@@ -564,6 +610,7 @@ class GalaxyCutout:
                     params["n_merged"] = len(merged)
         if label:
             kron, centroid, theta, a, b = _measure(field.detection, field.bad, segm, label)
+            flag = _check_blend(field, unmerged, segm, label, merged, kron, centroid, flag)
             half = max(params["kron_factor"] * kron, params["min_crop"] / 2.0)
             n = max(int(math.ceil(2 * half)), 2)
             angle = theta if params["rotate"] else 0.0
@@ -998,7 +1045,11 @@ def _pixel_position(position, wcs, shape):
         if not position.isscalar:
             msg = "position must be a single SkyCoord, not an array (see make_cutouts)"
             raise ValueError(msg)
-        x, y = (float(v) for v in wcs.world_to_pixel(position))
+        try:
+            x, y = (float(v) for v in wcs.world_to_pixel(position))
+        except Exception as exc:  # wcslib or frame errors: the WCS is at fault
+            msg = f"the position {position} cannot be converted to pixels with the WCS: {exc}"
+            raise ValueError(msg) from exc
     else:
         try:
             x, y = (float(v) for v in position)
@@ -1021,8 +1072,11 @@ def _read_bands(g, r, i, wcs):
     """Read and check the g, r, i bands; return the planes and the common WCS."""
     bands = {}
     wcss = {}
+    infos = {}
     for name, band in (("g", g), ("r", r), ("i", i)):
-        bands[name], wcss[name] = _read_band(band, name)
+        bands[name], wcss[name], infos[name] = _read_band(band, name)
+    _check_distinct_files(infos)
+    _check_filters(infos)
     shapes = {name: data.shape for name, data in bands.items()}
     if len(set(shapes.values())) != 1:
         msg = ("the g, r and i images must have the same shape, got "
@@ -1045,6 +1099,63 @@ def _read_bands(g, r, i, wcs):
     return [bands["g"], bands["r"], bands["i"]], wcs
 
 
+def _check_distinct_files(infos):
+    """Refuse one file given for two bands (a copy-paste slip in the arguments)."""
+    paths = [(name, info["path"]) for name, info in infos.items() if info["path"]]
+    for k, (name1, path1) in enumerate(paths):
+        for name2, path2 in paths[k + 1:]:
+            try:
+                same = os.path.samefile(path1, path2)
+            except OSError:
+                same = False
+            if same:
+                msg = (f"the same file {path1!r} is given as the {name1} and the {name2} "
+                       "band: give one image per band (g, r, i)")
+                raise ValueError(msg)
+
+
+def _check_filters(infos):
+    """
+    Check the ``FILTER`` keywords of the bands against g, r and i.
+
+    A keyword that names a band (see `_filter_band`) must name the band it
+    is given as; unrecognised or missing keywords are not checked. When
+    all three bands carry the same recognised filter the keyword cannot
+    tell them apart (a header copied from one band to the others, as in
+    the bundled HCG 88 files): it carries no information and is ignored,
+    silently, since nothing about the images is known to be wrong.
+
+    Raises
+    ------
+    ValueError
+        Some band's keyword names another band: the bands are in the
+        wrong order (a permutation of g, r, i), a band is given twice, or
+        an image of another band (u, z, y) is given. The message lists
+        every band with its input and ``FILTER`` value.
+    """
+    claims = {name: _filter_band(info["filter"]) for name, info in infos.items()}
+    known = {name: band for name, band in claims.items() if band is not None}
+    if len(known) == 3 and len(set(known.values())) == 1:
+        return  # a copied header: no information about which band is which
+    wrong = [name for name, band in known.items() if band != name]
+    if not wrong:
+        return
+    listing = "; ".join(f"{info['what']} has FILTER={info['filter']!r}"
+                        for name, info in infos.items() if info["filter"] is not None)
+    if len(known) == 3 and sorted(known.values()) == ["g", "i", "r"]:
+        problem = ("the bands are given in the wrong order ("
+                   + ", ".join(f"the image given as {name} is the {known[name]} band"
+                               for name in wrong)
+                   + "): pass the images whose FILTER says g, r and i as the g, r and i "
+                   "arguments")
+    else:
+        problem = ", ".join(f"the {name} band is a {known[name]}-band image" for name in wrong)
+    msg = (f"the FILTER keywords do not match the bands: {problem} ({listing}). If the "
+           "keywords themselves are wrong (e.g. a header copied from another band), correct "
+           "or delete FILTER, or pass the data as arrays (with wcs=...)")
+    raise ValueError(msg)
+
+
 def _fits_field(planes, wcs, params):
     """Fill holes in and background-subtract the bands; detect sources."""
     nonfinite = ~np.isfinite(planes[0]) | ~np.isfinite(planes[1]) | ~np.isfinite(planes[2])
@@ -1056,12 +1167,55 @@ def _fits_field(planes, wcs, params):
     # enclosed NaN/inf holes (e.g. a saturated core) are interpolated before
     # anything else, so that they neither split nor shift the target
     planes, bad = _fill_holes(planes, nonfinite)
+    scale_mismatch = _band_scale_mismatch(planes, nonfinite)
     planes, subtracted = _subtract_background(planes, nonfinite, params["subtract_background"],
                                               params["box_size"])
     params["background_subtracted"] = subtracted
-    return _Field(planes, planes[1], bad, nonfinite=nonfinite, kind="fits", wcs=wcs,
-                  saturated=saturated, nsigma=params["nsigma"], npixels=params["npixels"],
-                  kernel_fwhm=params["kernel_fwhm"])
+    field = _Field(planes, planes[1], bad, nonfinite=nonfinite, kind="fits", wcs=wcs,
+                   saturated=saturated, nsigma=params["nsigma"], npixels=params["npixels"],
+                   kernel_fwhm=params["kernel_fwhm"])
+    field.scale_mismatch = scale_mismatch
+    return field
+
+
+def _check_blend(field, unmerged, segm, label, merged, kron, centroid, flag):
+    """
+    Set ``BLENDED`` when the target is probably two sources.
+
+    Either the target's segment as deblended (``unmerged``, before merging
+    fragments) holds a second bright, well separated peak within a Kron
+    radius of the centroid (`_second_peak`), or merging fragments back
+    (into ``segm``) moved the centroid by more than ``_BLEND_SHIFT`` Kron
+    radii of the target alone and a merged piece holds such a peak.
+    """
+    before = unmerged.data == label
+    peak = _second_peak(field.convolved, before, field.rms, centroid, kron)
+    if peak is not None:
+        px, py, ratio, dip = peak
+        return _raise_flag(
+            flag, CutoutFlag.BLENDED,
+            f"the target is probably blended: its segment holds a second peak at (x, y) = "
+            f"({px:.0f}, {py:.0f}), {ratio:.2f} times as bright as its main peak and "
+            f"separated from it by a dip of {dip:.0%}, which deblending did not split off")
+    if not merged:
+        return flag
+    kron0, centroid0, *_ = _measure(field.detection, field.bad, unmerged, label)
+    shift = math.hypot(centroid[0] - centroid0[0], centroid[1] - centroid0[1])
+    if shift < max(_BLEND_SHIFT * kron0, _BLEND_MIN_SHIFT):
+        return flag
+    after = segm.data == label
+    peak = _second_peak(field.convolved, after, field.rms, candidates=after & ~before,
+                        ratio=_BLEND_MERGED_RATIO, dip=_BLEND_MERGED_DIP)
+    if peak is None:
+        return flag
+    px, py, ratio, _ = peak
+    return _raise_flag(
+        flag, CutoutFlag.BLENDED,
+        f"the target is probably blended with a neighbour: merging {len(merged)} deblended "
+        f"piece(s) back into it, one with a distinct peak at (x, y) = ({px:.0f}, {py:.0f}), "
+        f"{ratio:.2f} times as bright as the target's, moved its centroid by {shift:.1f} "
+        f"pixels ({shift / kron0:.2f} Kron radii) and its Kron radius from {kron0:.1f} to "
+        f"{kron:.1f} pixels")
 
 
 def _check_positions(positions, wcs, shape):

@@ -22,6 +22,8 @@ __all__ = [
     "EmptyImageWarning",
     "FallbackCropWarning",
     "SmallBackgroundWarning",
+    "BandScaleWarning",
+    "BlendWarning",
 ]
 
 
@@ -60,6 +62,20 @@ class CutoutFlag(enum.IntFlag):
     SMALL_BACKGROUND : 64
         Fewer object-free pixels are available than a tenth of the
         background patch's pixels, so each repeats more than ten times.
+    BAND_SCALE_MISMATCH : 128
+        The g, r and i bands differ in scale (robust pixel spread) by more
+        than a factor of 100, far more than the colours of galaxies or the
+        noise of one survey do: the bands are probably in different units
+        (counts and nanomaggies, Jy and nanomaggies) and the colours of the
+        cutout are meaningless.
+    BLENDED : 256
+        The target is probably blended with another source: its segment
+        holds a second bright peak, well separated from the first by a dip,
+        that deblending did not split off (a close pair), or merging the
+        deblended pieces back moved the centroid by a large fraction of the
+        Kron radius (a distinct neighbour taken for a piece of the galaxy).
+        The cutout then shows both sources, and its centroid, orientation
+        and Kron radius describe the pair.
     """
 
     NO_SOURCE_AT_POSITION = 1
@@ -69,6 +85,8 @@ class CutoutFlag(enum.IntFlag):
     EMPTY_IMAGE = 16
     CENTRE_CROP_FALLBACK = 32
     SMALL_BACKGROUND = 64
+    BAND_SCALE_MISMATCH = 128
+    BLENDED = 256
 
 
 class NoSourceWarning(CutoutWarning):
@@ -99,6 +117,14 @@ class SmallBackgroundWarning(CutoutWarning):
     """Too few object-free pixels for a background patch (``SMALL_BACKGROUND``)."""
 
 
+class BandScaleWarning(CutoutWarning):
+    """The bands differ in scale by orders of magnitude (``BAND_SCALE_MISMATCH``)."""
+
+
+class BlendWarning(CutoutWarning):
+    """The target is probably blended with another source (``BLENDED``)."""
+
+
 _FLAG_WARNINGS = {
     CutoutFlag.NO_SOURCE_AT_POSITION: NoSourceWarning,
     CutoutFlag.CROP_TRUNCATED: TruncatedCutoutWarning,
@@ -107,6 +133,8 @@ _FLAG_WARNINGS = {
     CutoutFlag.EMPTY_IMAGE: EmptyImageWarning,
     CutoutFlag.CENTRE_CROP_FALLBACK: FallbackCropWarning,
     CutoutFlag.SMALL_BACKGROUND: SmallBackgroundWarning,
+    CutoutFlag.BAND_SCALE_MISMATCH: BandScaleWarning,
+    CutoutFlag.BLENDED: BlendWarning,
 }
 
 
