@@ -25,7 +25,14 @@ from torch.nn import functional as F
 from ._inputs import to_float
 from .backbones import BACKBONES
 from .encoder import Encoder
-from .training import _fit, _image_tensor, _MeanLossModule, _write_history, split_indices
+from .training import (
+    _fit,
+    _image_tensor,
+    _MeanLossModule,
+    _plain,
+    _write_history,
+    split_indices,
+)
 
 __all__ = ["ContrastiveModule", "TwoViewDataset", "info_nce_loss", "train_contrastive"]
 
@@ -271,13 +278,14 @@ class ContrastiveModule(_MeanLossModule):
                  preprocessing=None, input_mode="rgb", temperature=0.1, projection_dim=128,
                  learning_rate=0.075, momentum=0.9, weight_decay=1e-4, init_weights=None):
         super().__init__()
-        self.save_hyperparameters(
+        # Plain Python values: checkpoints stay readable with weights_only=True.
+        self.save_hyperparameters(_plain(
             {"architecture": architecture, "input_size": input_size, "latent_dim": latent_dim,
              "name": name, "preprocessing": preprocessing, "input_mode": input_mode,
              "temperature": temperature, "projection_dim": projection_dim,
              "learning_rate": learning_rate, "momentum": momentum,
              "weight_decay": weight_decay,
-             "init_weights": None if init_weights is None else os.fspath(init_weights)})
+             "init_weights": None if init_weights is None else os.fspath(init_weights)}))
         self.temperature = _check_temperature(temperature)
         if (isinstance(projection_dim, bool) or not isinstance(projection_dim, (int, np.integer))
                 or projection_dim < 1):

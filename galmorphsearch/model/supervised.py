@@ -27,7 +27,9 @@ from .training import (
     _fit,
     _image_tensor,
     _ImageDataset,
+    _is_number,
     _MeanLossModule,
+    _plain,
     _write_history,
     class_balanced_weights,
     split_indices,
@@ -82,11 +84,12 @@ class ClassifierModule(_MeanLossModule):
                  dropout=0.5, init_weights=None):
         super().__init__()
         classes = _check_classes(classes)
-        self.save_hyperparameters(
+        # Plain Python values: checkpoints stay readable with weights_only=True.
+        self.save_hyperparameters(_plain(
             {"classes": classes, "architecture": architecture, "input_size": input_size,
              "latent_dim": latent_dim, "name": name, "preprocessing": preprocessing,
              "input_mode": input_mode, "learning_rate": learning_rate, "dropout": dropout,
-             "init_weights": None if init_weights is None else os.fspath(init_weights)})
+             "init_weights": None if init_weights is None else os.fspath(init_weights)}))
         if not (isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool)
                 and learning_rate > 0):
             msg = f"learning_rate must be a positive number, got {learning_rate!r}"
@@ -176,6 +179,18 @@ class _AccuracyHistory(Callback):
     def load_state_dict(self, state_dict):
         self.rows = {int(row[0]): (float(row[1]), float(row[2]))
                      for row in state_dict.get("rows", [])}
+
+    @staticmethod
+    def check_state(state):
+        """Why a checkpoint's state of this callback cannot be restored, or None."""
+        rows = state.get("rows", []) if isinstance(state, dict) else None
+        if not isinstance(rows, list):
+            return "its accuracy history is damaged (no list of rows)"
+        for i, row in enumerate(rows):
+            if not (isinstance(row, (list, tuple)) and len(row) == 3
+                    and all(_is_number(v) for v in row)):
+                return f"its accuracy history is damaged (row {i}: {row!r:.80})"
+        return None
 
 
 class _LabelledDataset(_ImageDataset):

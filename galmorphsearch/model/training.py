@@ -8,11 +8,17 @@ Training the TSGICAS autoencoder with PyTorch Lightning.
 their own loggers and callbacks).
 """
 
+import inspect
+import io
 import logging
 import math
+import numbers
 import os
+import re
 import tempfile
 import warnings
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning
@@ -20,9 +26,12 @@ import numpy as np
 import torch
 from astropy.table import Table
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins import TorchCheckpointIO
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.nn import functional as F
 
+from ..utils.exceptions import CheckpointFormatError, UnsafeCheckpointError
 from ._inputs import image_source, resize, to_float
 from .autoencoder import Autoencoder
 from .decoder import Decoder
@@ -31,12 +40,67 @@ from .encoder import Encoder
 __all__ = ["AutoencoderModule", "train_autoencoder", "class_balanced_weights",
            "split_indices", "HISTORY_FILENAME"]
 
+# Lightning >= 2.5 takes weights_only in load_from_checkpoint; older versions would pass
+# it on to the module as a hyper-parameter.
+_WEIGHTS_ONLY = ({"weights_only": True} if "weights_only" in inspect.signature(
+    lightning.LightningModule.load_from_checkpoint).parameters else {})
+
 #: Name of the loss-history file written beside the checkpoints.
 HISTORY_FILENAME = "loss_history.ecsv"
 
 
 class _MeanLossModule(lightning.LightningModule):
     """Epoch-mean losses over all devices, for the loss history (private base)."""
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None,
+                             strict=None, **kwargs):
+        """
+        Rebuild the module from a checkpoint, read safely (``weights_only=True``).
+
+        Lightning's `~lightning.pytorch.LightningModule.load_from_checkpoint`,
+        except that the file is read by galmorphsearch with
+        ``torch.load(..., weights_only=True)`` whatever the environment says
+        (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is ignored): only tensors,
+        numbers, strings and plain containers are loaded, so no code from
+        the file runs. Lightning is handed what was read.
+
+        Parameters
+        ----------
+        checkpoint_path : str or path-like
+            A checkpoint written by a training run (``last.ckpt``,
+            ``best-*.ckpt``).
+        map_location, hparams_file, strict, **kwargs
+            As for Lightning's ``load_from_checkpoint`` (``weights_only`` is
+            always True).
+
+        Returns
+        -------
+        module
+            The module, with the checkpoint's weights.
+
+        Raises
+        ------
+        ~galmorphsearch.utils.UnsafeCheckpointError
+            If the file holds other objects (refused before any of them runs).
+        ~galmorphsearch.utils.CheckpointFormatError
+            If the file is damaged or not a checkpoint.
+        """
+        kwargs.pop("weights_only", None)
+        if not isinstance(checkpoint_path, (str, os.PathLike)):
+            msg = f"checkpoint_path must be a file path, got {type(checkpoint_path).__name__}"
+            raise TypeError(msg)
+        checkpoint = dict(_read_checkpoint(checkpoint_path, training=False))
+        if "hyper_parameters" in checkpoint:
+            checkpoint["hyper_parameters"] = _plain(dict(checkpoint["hyper_parameters"]))
+        # What Lightning reads is rewritten here from the checked content: whatever
+        # unpickler reads it, nothing in it can run.
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        buffer.seek(0)
+        return super().load_from_checkpoint(buffer, map_location=map_location,
+                                            hparams_file=hparams_file, strict=strict,
+                                            **_WEIGHTS_ONLY, **kwargs)
 
     def _record_loss(self, stage, loss, n):
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=n,
@@ -115,12 +179,13 @@ class AutoencoderModule(_MeanLossModule):
         super().__init__()
         if decoder_channels is not None:
             decoder_channels = [int(c) for c in decoder_channels]
-        self.save_hyperparameters(
+        # Plain Python values: checkpoints stay readable with weights_only=True.
+        self.save_hyperparameters(_plain(
             {"architecture": architecture, "input_size": input_size, "latent_dim": latent_dim,
              "decoder_channels": decoder_channels, "fc_channels": fc_channels, "name": name,
              "preprocessing": preprocessing, "learning_rate": learning_rate,
              "input_mode": input_mode, "init_weights": None if init_weights is None
-             else os.fspath(init_weights)})
+             else os.fspath(init_weights)}))
         if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
             msg = f"learning_rate must be a positive number, got {learning_rate!r}"
             raise ValueError(msg)
@@ -178,6 +243,19 @@ class _LossHistory(Callback):
 
     def load_state_dict(self, state_dict):
         self.rows = [dict(row) for row in state_dict.get("rows", [])]
+
+    @staticmethod
+    def check_state(state):
+        """Why a checkpoint's state of this callback cannot be restored, or None."""
+        rows = state.get("rows", []) if isinstance(state, dict) else None
+        if not isinstance(rows, list):
+            return "its loss history is damaged (no list of rows)"
+        for i, row in enumerate(rows):
+            if not (isinstance(row, dict)
+                    and all(_is_number(row.get(key))
+                            for key in ("epoch", "step", "train_loss", "val_loss"))):
+                return f"its loss history is damaged (row {i}: {row!r:.80})"
+        return None
 
     def table(self):
         names = ("epoch", "step", "train_loss", "val_loss")
@@ -495,6 +573,274 @@ def _write_history(table, checkpoint_dir, trainer):
                     overwrite=True)
 
 
+# ----------------------------------------------------------------------
+# Checkpoints: read by galmorphsearch itself, never unpickled with code.
+#
+# Lightning would read a checkpoint with ``torch.load(weights_only=None)``,
+# which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 in the environment turns into a
+# full unpickling (code from the file runs). Every checkpoint a training
+# function resumes from is instead read here, with an explicit
+# ``weights_only=True`` (which that variable does not override), checked,
+# and handed to Lightning already loaded (`_SafeCheckpointIO`).
+
+#: Keys a Lightning training checkpoint must have, with their types.
+_CHECKPOINT_KEYS = {"state_dict": Mapping, "optimizer_states": list, "epoch": int,
+                    "global_step": int}
+#: Keys it may have, with their types.
+_OPTIONAL_CHECKPOINT_KEYS = {"lr_schedulers": list, "loops": Mapping, "callbacks": Mapping,
+                             "hyper_parameters": Mapping, "pytorch-lightning_version": str}
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _plain(value):
+    """
+    ``value`` with numpy numbers and strings as Python ones, paths as strings.
+
+    Hyper-parameters are stored in checkpoints; plain values keep those
+    readable by ``torch.load(weights_only=True)``.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _numpy_safe_globals():
+    """
+    The numpy objects a checkpoint may refer to: scalars of plain dtypes.
+
+    Checkpoints written by earlier versions of galmorphsearch could hold
+    numpy numbers among their hyper-parameters. A numpy scalar is rebuilt
+    from its dtype and raw bytes, running no code of the file; no other
+    numpy object (arrays of objects, functions) is allowed.
+    """
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    dtypes = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64,
+                                           np.uint8, np.uint16, np.uint32, np.uint64,
+                                           np.float16, np.float32, np.float64, np.str_)]
+    allowed = [(scalar, "numpy._core.multiarray.scalar"),
+               (scalar, "numpy.core.multiarray.scalar"), np.dtype]
+    return allowed + [t for t in dict.fromkeys(dtypes) if t is not np.dtype]
+
+
+def _unpickler_reason(exc):
+    """The useful part of a torch.load error, on one line."""
+    text = " ".join(str(exc).split())
+    match = re.search(r"WeightsUnpickler error: (.*?)(?: Please use| Check the documentation|$)",
+                      text)
+    if match:
+        text = match.group(1)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text).strip().rstrip(".")
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return text or type(exc).__name__
+
+
+def _check_zip(path):
+    """Refuse a damaged zip checkpoint (torch does not check the CRCs)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            compressed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+            if compressed:
+                msg = (f"checkpoint {path!r} cannot be read: it holds compressed members "
+                       f"({compressed[0]}), which torch.save never writes")
+                raise CheckpointFormatError(msg)
+            bad = archive.testzip()
+    except CheckpointFormatError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        msg = f"checkpoint {path!r} cannot be read: a damaged zip file ({_unpickler_reason(exc)})"
+        raise CheckpointFormatError(msg) from None
+    if bad is not None:
+        msg = (f"checkpoint {path!r} is damaged: the data of {bad} fail their CRC check "
+               "(the file was changed or corrupted after it was written)")
+        raise CheckpointFormatError(msg)
+
+
+def _read_checkpoint(path, training=True):
+    """
+    Read a training checkpoint with ``torch.load(weights_only=True)``, never running code.
+
+    Whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says (an explicit
+    ``weights_only=True`` is not overridden by it), only tensors, numbers,
+    strings, plain containers and numpy scalars of plain dtypes are
+    loaded. A zip checkpoint's CRCs are checked first.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The checkpoint file.
+    training : bool, optional
+        Check that it holds all a training run needs to resume
+        (`_check_checkpoint_layout`); otherwise only that it holds a state
+        dict of tensors.
+
+    Returns
+    -------
+    checkpoint : dict
+        The checkpoint, tensors on the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ~galmorphsearch.utils.UnsafeCheckpointError
+        If the file refers to anything else (a class, a function): refused
+        before any of it runs.
+    ~galmorphsearch.utils.CheckpointFormatError
+        If the file is empty, damaged or not a training checkpoint.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        msg = f"checkpoint {path!r} does not exist (or is not a file)"
+        raise FileNotFoundError(msg)
+    if os.path.getsize(path) == 0:
+        msg = f"checkpoint {path!r} cannot be read: the file is empty"
+        raise CheckpointFormatError(msg)
+    if zipfile.is_zipfile(path):
+        _check_zip(path)
+    else:
+        with open(path, "rb") as f:
+            start = f.read(1)
+        if start != b"\x80":  # torch's older format, like any pickle of protocol >= 2
+            msg = (f"checkpoint {path!r} cannot be read: it is neither a zip archive nor a "
+                   "pickle, so not a PyTorch checkpoint")
+            raise CheckpointFormatError(msg)
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    try:
+        if safe_globals is None:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            with safe_globals(_numpy_safe_globals()):
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure: not a checkpoint that can be read safely
+        reason = _unpickler_reason(exc)
+        if re.search(r"GLOBAL|unrecognized function|Unsupported class|not an allowed", reason):
+            msg = (f"checkpoint {path!r} contains objects that are not allowed in a checkpoint "
+                   f"and was refused without running any of it ({reason}); only tensors, "
+                   "numbers, strings and plain containers are loaded (weights_only=True)")
+            raise UnsafeCheckpointError(msg) from None
+        msg = (f"checkpoint {path!r} cannot be read as a PyTorch checkpoint with "
+               f"weights_only=True: it is damaged or not a checkpoint ({reason})")
+        raise CheckpointFormatError(msg) from None
+    _check_checkpoint_layout(checkpoint, path, training)
+    return checkpoint
+
+
+def _check_checkpoint_layout(checkpoint, path, training=True):
+    """Refuse what is not a Lightning training checkpoint (before Lightning trips on it)."""
+    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"),
+                                                             Mapping):
+        what = (f"a {type(checkpoint).__name__}" if not isinstance(checkpoint, Mapping)
+                else "no 'state_dict'")
+        msg = (f"checkpoint {path!r} is not a training checkpoint ({what}): use a "
+               "last.ckpt or best-*.ckpt written by a training run; a plain weight file can "
+               "start a new run (init_weights)")
+        raise CheckpointFormatError(msg)
+    keys = ({**_CHECKPOINT_KEYS, **_OPTIONAL_CHECKPOINT_KEYS} if training
+            else {"state_dict": Mapping, "hyper_parameters": Mapping})
+    for key, kind in keys.items():
+        if key not in checkpoint:
+            if training and key in _CHECKPOINT_KEYS:
+                msg = (f"checkpoint {path!r} has no {key}, which resuming needs (a weights-only "
+                       "checkpoint?); a new run can start from its weights (init_weights)")
+                raise CheckpointFormatError(msg)
+            continue
+        value = checkpoint[key]
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool)
+                                                            or value < 0)):
+            msg = (f"checkpoint {path!r} is damaged: {key} is {value!r:.60}, not "
+                   f"{'a non-negative integer' if kind is int else 'a ' + kind.__name__}")
+            raise CheckpointFormatError(msg)
+    for name, value in checkpoint["state_dict"].items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            msg = (f"checkpoint {path!r} is damaged: its state_dict maps {name!r:.60} to a "
+                   f"{type(value).__name__}, not a tensor")
+            raise CheckpointFormatError(msg)
+    for i, state in enumerate(checkpoint.get("optimizer_states", [])):
+        if not (isinstance(state, Mapping) and isinstance(state.get("state"), Mapping)
+                and isinstance(state.get("param_groups"), list)
+                and all(isinstance(g, Mapping) and isinstance(g.get("params"), list)
+                        for g in state["param_groups"])):
+            msg = f"checkpoint {path!r} is damaged: optimizer state {i} is not an optimizer's"
+            raise CheckpointFormatError(msg)
+
+
+def _check_checkpoint_fits(checkpoint, path, module, callbacks):
+    """Refuse a checkpoint of another model (its tensors) or with damaged callback states."""
+    have = checkpoint["state_dict"]
+    want = module.state_dict()
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    reshaped = [k for k in want if k in have and tuple(have[k].shape) != tuple(want[k].shape)]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            problems.append(f"{len(keys)} {label} tensor(s) ({', '.join(keys[:3])}"
+                            f"{', ...' if len(keys) > 3 else ''})")
+    if reshaped:
+        key = reshaped[0]
+        problems.append(f"{len(reshaped)} tensor(s) of another shape ({key}: "
+                        f"{tuple(have[key].shape)} in the checkpoint, "
+                        f"{tuple(want[key].shape)} in the model)")
+    if problems:
+        msg = (f"checkpoint {path!r} does not fit the model being trained (another method, "
+               f"architecture or size?): {'; '.join(problems)}")
+        raise CheckpointFormatError(msg)
+    states = checkpoint.get("callbacks") or {}
+    for callback in callbacks:
+        check = getattr(callback, "check_state", None)
+        key = getattr(callback, "state_key", None)
+        if check is not None and key in states:
+            problem = check(states[key])
+            if problem:
+                msg = f"checkpoint {path!r} is damaged: {problem}"
+                raise CheckpointFormatError(msg)
+
+
+class _SafeCheckpointIO(TorchCheckpointIO):
+    """
+    Lightning checkpoint IO that reads checkpoints with `_read_checkpoint`.
+
+    Writing is Lightning's own. A checkpoint already read (the one to resume
+    from) is handed over as it is; any other file Lightning asks for is read
+    safely too.
+    """
+
+    def __init__(self, path=None, checkpoint=None):
+        super().__init__()
+        self._preloaded = (None if path is None else os.path.realpath(path), checkpoint)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None, **kwargs):
+        """The checkpoint at ``path``, read with ``weights_only=True`` whatever is asked."""
+        preloaded_path, checkpoint = self._preloaded
+        if preloaded_path is not None and os.path.realpath(os.fspath(path)) == preloaded_path:
+            self._preloaded = (None, None)  # handed over once; Lightning may change it
+            return checkpoint
+        return _read_checkpoint(path)
+
+
+def _loads_through_checkpoint_io(strategy):
+    """Whether ``strategy`` reads checkpoint files with its checkpoint IO (most do)."""
+    return type(strategy).load_checkpoint is Strategy.load_checkpoint
+
+
 def _fit(make_module, train_set, val_set, test_set, *, weights, batch_size, seed, max_epochs,
          max_steps, checkpoint_dir, resume, accelerator, devices, strategy, precision,
          num_workers, progress_bar, callbacks, logger, collate_fn=None):
@@ -538,13 +884,21 @@ def _fit(make_module, train_set, val_set, test_set, *, weights, batch_size, seed
             msg = "resume='last' needs checkpoint_dir"
             raise ValueError(msg)
         resume = checkpoint_dir / "last.ckpt"
-    if resume is not None and not os.path.isfile(resume):
-        msg = f"checkpoint {os.fspath(resume)!r} to resume from does not exist"
-        raise FileNotFoundError(msg)
+    checkpoint = None
+    if resume is not None:
+        resume = os.fspath(resume)
+        if not os.path.isfile(resume):
+            msg = f"checkpoint {resume!r} to resume from does not exist (or is not a file)"
+            raise FileNotFoundError(msg)
+        # Read and checked here, with weights_only=True, before anything is built;
+        # Lightning is handed the dictionary (_SafeCheckpointIO), never the file.
+        checkpoint = _read_checkpoint(resume)
 
     with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as scratch:
         torch.manual_seed(seed)
         module = make_module()
+        if checkpoint is not None:
+            _check_checkpoint_fits(checkpoint, resume, module, all_callbacks)
         trainer = lightning.Trainer(
             accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
             max_epochs=max_epochs, max_steps=-1 if max_steps is None else max_steps,
@@ -554,8 +908,16 @@ def _fit(make_module, train_set, val_set, test_set, *, weights, batch_size, seed
             num_sanity_val_steps=0, **({} if val_loader is not None else {"limit_val_batches": 0}),
             default_root_dir=os.fspath(checkpoint_dir) if checkpoint_dir is not None
             else scratch,
+            plugins=[_SafeCheckpointIO(resume, checkpoint)],
         )
         sampler.trainer = trainer
+        ckpt_path = resume
+        if checkpoint is not None and not _loads_through_checkpoint_io(trainer.strategy):
+            # A strategy that reads checkpoint files its own way (FSDP, DeepSpeed...) gets
+            # a private copy written from the checked dictionary: nothing in it can run.
+            ckpt_path = os.path.join(scratch, "resume.ckpt")
+            torch.save(checkpoint, ckpt_path)
+            checkpoint = None
         with warnings.catch_warnings():
             # Lightning suggests more data-loading workers whenever num_workers is small.
             # That is a deliberate default here (in-memory tensors, portable, no fork
@@ -577,7 +939,7 @@ def _fit(make_module, train_set, val_set, test_set, *, weights, batch_size, seed
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists "
                                         "and is not empty")
             trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                        ckpt_path=None if resume is None else os.fspath(resume))
+                        ckpt_path=ckpt_path)
             test_loss = math.nan
             if test_loader is not None:
                 result = trainer.test(module, dataloaders=test_loader, verbose=False)

@@ -15,6 +15,8 @@ the size and SHA-256 of the index file. Both are written atomically.
 import hashlib
 import json
 import logging
+import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +170,75 @@ class Provenance:
         return reasons
 
 
+#: Largest sidecar read (a sidecar is a few hundred bytes).
+_MAX_SIDECAR_BYTES = 1 << 20
+
+#: What a sidecar must hold: key -> (accepted types, description).
+_SIDECAR_SCHEMA = {
+    "version": ((int,), "an integer"),
+    "backend": ((str,), "a string"),
+    "params": ((dict,), "a mapping"),
+    "database": ((dict,), "a mapping"),
+    "index_size": ((int,), "an integer"),
+    "index_sha256": ((str,), "a SHA-256 hex digest"),
+}
+
+
+def _read_sidecar(side):
+    """
+    Read a sidecar.
+
+    Returns ``(state, info, why)``: ``state`` is ``'missing'``,
+    ``'foreign'`` (not written by galmorphsearch), ``'damaged'`` (ours, as
+    its format marker says, but unreadable) or ``'ok'`` (``info`` is the
+    parsed dict; its entries are checked by `_sidecar_problems`).
+    """
+    try:
+        size = side.stat().st_size
+        if not side.is_file():
+            return "foreign", None, f"{side} is not a file"
+        with open(side, "rb") as f:
+            data = f.read(_MAX_SIDECAR_BYTES + 1)
+    except FileNotFoundError:
+        return "missing", None, f"it has no sidecar {side.name}"
+    except OSError as exc:
+        return "foreign", None, f"its sidecar {side.name} cannot be read ({exc})"
+    ours = f'"{SIDECAR_FORMAT}"'.encode() in data
+    if size > _MAX_SIDECAR_BYTES:
+        problem = f"is {size} bytes long, not a sidecar of a few hundred bytes"
+    else:
+        try:
+            info = json.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            problem = f"is not readable JSON ({reason})"
+        else:
+            if isinstance(info, dict) and info.get("format") == SIDECAR_FORMAT:
+                return "ok", info, "up to date"
+            return ("foreign", None,
+                    f"its sidecar {side.name} was not written by galmorphsearch")
+    if ours:
+        return "damaged", None, f"its sidecar {side.name} is damaged: it {problem}"
+    return "foreign", None, f"its sidecar {side.name} {problem}"
+
+
+def _sidecar_problems(info, side):
+    """Missing or mistyped entries of a galmorphsearch sidecar."""
+    problems = []
+    for key, (types, what) in _SIDECAR_SCHEMA.items():
+        value = info.get(key)
+        if key not in info:
+            problems.append(f"it has no {key!r}")
+        elif not isinstance(value, types) or isinstance(value, bool):
+            problems.append(f"its {key!r} is {value!r:.40}, not {what}")
+    sha = info.get("index_sha256")
+    if isinstance(sha, str) and not re.fullmatch(r"[0-9a-f]{64}", sha):
+        problems.append(f"its 'index_sha256' is {sha!r:.40}, not a SHA-256 hex digest")
+    if problems:
+        return f"its sidecar {side.name} is damaged: {'; '.join(problems)}"
+    return None
+
+
 def check_index_file(index_path, provenance, backend_name, params):
     """
     Whether an index file may be used for these latents.
@@ -196,44 +267,103 @@ def check_index_file(index_path, provenance, backend_name, params):
     """
     index_path = Path(index_path)
     side = sidecar_path(index_path)
-    try:
-        info = json.loads(side.read_text())
-    except FileNotFoundError:
-        info = None
-        why = f"it has no sidecar {side.name}"
-    except (OSError, ValueError) as exc:
-        info = None
-        why = f"its sidecar {side.name} is not readable JSON ({exc})"
-    else:
-        why = f"its sidecar {side.name} was not written by galmorphsearch"
-        if not isinstance(info, dict) or info.get("format") != SIDECAR_FORMAT:
-            info = None
+    sidecar_state, info, why = _read_sidecar(side)
+    if index_path.exists() and not index_path.is_file():
+        return "foreign", f"{index_path} is not a file", None
     if not index_path.exists():
-        if side.exists() and info is None:
+        if sidecar_state == "foreign":
             return "foreign", f"there is a file {side} that is not a galmorphsearch sidecar", None
         return "missing", f"there is no index file {index_path}", info
-    if info is None:
+    if sidecar_state in ("missing", "foreign"):
         return "foreign", why, None
+    if sidecar_state == "damaged":
+        return "stale", why, None
     if info.get("version") != SIDECAR_VERSION:
         return "stale", f"it has sidecar version {info.get('version')!r}", info
-    if info.get("backend") != backend_name:
-        return "stale", f"it is a {info.get('backend')!r} index, not {backend_name!r}", info
+    problem = _sidecar_problems(info, side)
+    if problem:
+        return "stale", problem, info
+    if info["backend"] != backend_name:
+        return "stale", f"it is a {info['backend']!r} index, not {backend_name!r}", info
     reasons = []
-    recorded = info.get("params") or {}
+    recorded = info["params"]
     for key, value in params.items():
         if value is not None and recorded.get(key) != value:
             reasons.append(f"{key}={recorded.get(key)!r} in the index, {value!r} asked for")
-    database = info.get("database") or {}
-    reasons += provenance.differences(database, with_hash=False)
+    reasons += provenance.differences(info["database"], with_hash=False)
     if not reasons:
         size = index_path.stat().st_size
-        if size != info.get("index_size") or file_sha256(index_path) != info.get("index_sha256"):
+        if size != info["index_size"] or file_sha256(index_path) != info["index_sha256"]:
             reasons.append("the index file does not match its sidecar (damaged or replaced)")
     if not reasons:
-        reasons += provenance.differences(database)
+        reasons += provenance.differences(info["database"])
     if reasons:
         return "stale", "; ".join(reasons), info
     return "ok", "up to date", info
+
+
+#: The four-character code that starts a faiss file of each index kind.
+INDEX_FOURCC = {"flat": b"IxF2", "ivf": b"IwFl", "hnsw": b"IHNf"}
+_FOURCC_NAMES = {b"IxF2": "Flat (L2)", b"IwFl": "IVF-Flat", b"IHNf": "HNSW-Flat"}
+#: fourcc, d (int32), ntotal (int64), two unused int64, is_trained (bool), metric (int32).
+_HEADER = struct.Struct("<4siqqq?i")
+_METRIC_L2 = 1
+
+
+def check_index_header(index_path, kind, n_rows, dim):
+    """
+    Why the header of a faiss index file does not fit, or None.
+
+    Read before faiss parses the file: the kind of index, the metric, the
+    number and dimension of the vectors, and a file long enough to hold
+    them, so that faiss is never asked to read a file that cannot be the
+    index of these latents.
+    """
+    try:
+        size = Path(index_path).stat().st_size
+        with open(index_path, "rb") as f:
+            head = f.read(_HEADER.size)
+    except OSError as exc:
+        return f"the index file cannot be read ({exc})"
+    expected = INDEX_FOURCC[kind]
+    if len(head) < _HEADER.size:
+        return f"the index file is too short ({size} bytes) to be a faiss index"
+    fourcc, d, ntotal, _, _, _, metric = _HEADER.unpack(head)
+    if fourcc != expected:
+        found = _FOURCC_NAMES.get(fourcc, f"unknown ({fourcc!r})")
+        return (f"the file is not a faiss {_FOURCC_NAMES[expected]} index (its header says "
+                f"{found})")
+    if (ntotal, d) != (n_rows, dim):
+        return (f"the file holds {ntotal} x {d} vectors, the database has "
+                f"{n_rows} x {dim}")
+    if metric != _METRIC_L2:
+        return f"the file's index uses metric {metric}, not L2"
+    if size < _HEADER.size + 4 * n_rows * dim:
+        return (f"the index file is too short ({size} bytes) to hold {n_rows} x {dim} "
+                "float32 vectors")
+    return None
+
+
+def sample_mismatch(index, source, n_sample=64):
+    """
+    Why the vectors of a loaded index are not those of ``source``, or None.
+
+    Compares the vectors the index holds at the first, the last and a
+    spread of rows (exactly: the index holds the float32 values of the
+    latents as stored), so that an index is not used for latents it was not
+    built on even when its sidecar says otherwise.
+    """
+    n = len(source)
+    if n == 0:
+        return None
+    rows = np.unique(np.linspace(0, n - 1, min(n, n_sample)).round().astype(np.int64))
+    held = IndexLatents(index).take(rows)
+    stored = np.asarray(source.take(rows), dtype=np.float32)
+    differ = np.flatnonzero(~np.all(held == stored, axis=1))
+    if differ.size:
+        return (f"the vectors of the index differ from the database latents (row "
+                f"{int(rows[differ[0]])} and {differ.size - 1} more of {rows.size} checked)")
+    return None
 
 
 def write_index_files(faiss, index, index_path, *, backend_name, factory, params,

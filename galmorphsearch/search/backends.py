@@ -35,7 +35,9 @@ from ._faiss import (
     IndexLatents,
     Provenance,
     check_index_file,
+    check_index_header,
     import_faiss,
+    sample_mismatch,
     write_index_files,
 )
 from ._threads import check_threads, limit_threads
@@ -69,6 +71,9 @@ log = logging.getLogger(__name__)
 AUTO_EXACT_MAX_ROWS = 250_000
 
 _ON_STALE = ("rebuild", "raise")
+
+#: Largest value of an index parameter (faiss stores them as 32-bit integers).
+_MAX_PARAM = 2**31 - 1
 
 
 class SearchBackend(abc.ABC):
@@ -366,6 +371,9 @@ def _positive_int(value, name):
         raise TypeError(msg)
     if value < 1:
         msg = f"{name} must be at least 1; got {value}."
+        raise ValueError(msg)
+    if value > _MAX_PARAM:
+        msg = f"{name} must be at most {_MAX_PARAM}; got {value}."
         raise ValueError(msg)
     return int(value)
 
@@ -781,22 +789,74 @@ class FaissBackend(SearchBackend):
             self.index_state = "rebuilt" if state == "stale" else "saved"
         return self
 
+    def _recorded_params_problem(self, params):
+        """Why the parameters a sidecar records are unusable, or None."""
+        problems = []
+        for key in self._KIND_PARAMS.get(self.kind, ()):
+            value = params.get(key)
+            # nprobe / ef_search may be None (tuned again); build parameters may not.
+            if value is None and key in ("nprobe", "ef_search"):
+                continue
+            if (isinstance(value, bool) or not isinstance(value, int)
+                    or not 1 <= value <= _MAX_PARAM):
+                problems.append(f"{key}={value!r:.40} is not a positive integer")
+        recall = params.get("recall")
+        if recall is not None and (isinstance(recall, bool) or not isinstance(recall, int | float)
+                                   or not 0.0 <= recall <= 1.0):
+            problems.append(f"recall={recall!r:.40} is not a number in [0, 1]")
+        if self.kind == "ivf" and not problems and params.get("nprobe") is not None \
+                and params["nprobe"] > params["nlist"]:
+            problems.append(f"nprobe={params['nprobe']} is larger than nlist={params['nlist']}")
+        return "; ".join(problems) if problems else None
+
+    def _index_params_problem(self, index, params):
+        """Why the build parameters a sidecar records are not those of the index file, or None."""
+        if self.kind == "ivf":
+            actual = {"nlist": int(index.nlist)}
+        elif self.kind == "hnsw":
+            actual = {"M": int(index.hnsw.nb_neighbors(1)),
+                      "ef_construction": int(index.hnsw.efConstruction)}
+        else:
+            return None
+        wrong = [f"{key}={params.get(key)!r} in the sidecar, {value} in the index file"
+                 for key, value in actual.items() if params.get(key) != value]
+        return "; ".join(wrong) if wrong else None
+
     def _load(self, index_path, info, provenance):
         """Load a checked index file; return None, or why it cannot be used."""
         faiss = self._faiss
-        index = faiss.read_index(str(index_path))
+        params = info["params"]
+        problem = self._recorded_params_problem(params)
+        if problem:
+            return f"its sidecar records unusable parameters: {problem}"
+        n_rows, dim = provenance.fields["NROWS"], provenance.fields["LATDIM"]
+        problem = check_index_header(index_path, self.kind, n_rows, dim)
+        if problem:
+            return problem
+        try:
+            index = faiss.read_index(str(index_path))
+        except Exception as exc:  # faiss raises RuntimeError (or MemoryError) on bad files
+            reason = " ".join(str(exc).split())
+            reason = reason.split(": ", 1)[-1] if reason.startswith("Error in") else reason
+            return f"the index file cannot be read by faiss ({reason[:160]})"
         expected = {"flat": faiss.IndexFlatL2, "ivf": faiss.IndexIVFFlat,
                     "hnsw": faiss.IndexHNSWFlat}[self.kind]
         if not isinstance(index, expected):
             return f"the file holds a {type(index).__name__}, not a {expected.__name__}"
-        if index.ntotal != provenance.fields["NROWS"] or index.d != provenance.fields["LATDIM"]:
+        if index.ntotal != n_rows or index.d != dim:
             return (f"the file holds {index.ntotal} x {index.d} vectors, the database has "
-                    f"{provenance.fields['NROWS']} x {provenance.fields['LATDIM']}")
+                    f"{n_rows} x {dim}")
+        problem = self._index_params_problem(index, params)
+        if problem:
+            return f"its sidecar does not describe the index file: {problem}"
         if self.kind == "ivf" and index.direct_map.type == faiss.DirectMap.NoMap:
             index.make_direct_map()
+        problem = sample_mismatch(index, provenance.source)
+        if problem:
+            return problem
         self._index = index
-        self.recall = (info.get("params") or {}).get("recall")
-        recorded = (info.get("params") or {}).get("nprobe" if self.kind == "ivf" else "ef_search")
+        self.recall = None if params.get("recall") is None else float(params["recall"])
+        recorded = params.get("nprobe" if self.kind == "ivf" else "ef_search")
         self._tune(recorded=recorded)
         self.index_info = info
         self.index_state = "loaded"
