@@ -26,6 +26,7 @@ from ._inputs import to_float
 from .backbones import BACKBONES
 from .encoder import Encoder
 from .training import (
+    _check_duration,
     _fit,
     _image_tensor,
     _MeanLossModule,
@@ -498,6 +499,7 @@ def train_contrastive(images, *, architecture="hybrid", input_size=84, input_mod
     >>> history.colnames  # doctest: +SKIP
     ['epoch', 'step', 'train_loss', 'val_loss']
     """
+    _check_duration(max_epochs, max_steps)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 2:
         msg = (f"batch_size must be an integer >= 2 (the other images of a batch are the "

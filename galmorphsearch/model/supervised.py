@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from ._inputs import resize
 from .encoder import Encoder
 from .training import (
+    _check_duration,
     _fit,
     _image_tensor,
     _ImageDataset,
@@ -416,6 +417,7 @@ def train_classifier(images, labels, *, architecture="vgg-small", input_size=64,
     >>> encoder.encode(images).shape  # doctest: +SKIP
     (10, 256)
     """
+    _check_duration(max_epochs, max_steps)
     data = _image_tensor(images, input_size)
     n = len(data)
     names = _label_names(labels, n)

@@ -522,6 +522,7 @@ def train_autoencoder(images, labels=None, *, input_size=64, architecture="resne
     >>> history.colnames  # doctest: +SKIP
     ['epoch', 'step', 'train_loss', 'val_loss']
     """
+    _check_duration(max_epochs, max_steps)
     data = _image_tensor(images, input_size)
     n = len(data)
     if labels is not None:
@@ -841,6 +842,20 @@ def _loads_through_checkpoint_io(strategy):
     return type(strategy).load_checkpoint is Strategy.load_checkpoint
 
 
+def _check_duration(max_epochs, max_steps):
+    """Refuse a training run that would train nothing (checked before any data work)."""
+    for label, value, allow_none in (("max_epochs", max_epochs, False),
+                                     ("max_steps", max_steps, True)):
+        if value is None and allow_none:
+            continue
+        if (isinstance(value, bool) or not isinstance(value, int | np.integer)
+                or value < 1):
+            # Zero epochs or steps would train nothing and write an untrained
+            # encoder as if it had been trained.
+            msg = f"{label} must be a positive integer, got {value!r}"
+            raise ValueError(msg)
+
+
 def _fit(make_module, train_set, val_set, test_set, *, weights, batch_size, seed, max_epochs,
          max_steps, checkpoint_dir, resume, accelerator, devices, strategy, precision,
          num_workers, progress_bar, callbacks, logger, collate_fn=None):
@@ -852,6 +867,7 @@ def _fit(make_module, train_set, val_set, test_set, *, weights, batch_size, seed
     state is untouched. Returns ``(module, history_table, test_loss,
     trainer)``.
     """
+    _check_duration(max_epochs, max_steps)
     generator = torch.Generator().manual_seed(seed)
     n_train = len(train_set)
     sampler = _EpochSampler(n_train, seed, weights)

@@ -70,3 +70,19 @@ def test_evaluate_retrieval_refuses_a_database_too_small():
         evaluate_retrieval(_database(2, types=("Er",)))
     _, summary = evaluate_retrieval(_database(2))
     assert summary["n"] == 2
+
+
+@pytest.mark.parametrize("setting", [{"max_epochs": 0}, {"max_epochs": -1},
+                                     {"max_epochs": 1.5}, {"max_steps": 0}])
+@pytest.mark.parametrize("trainer", ["autoencoder", "classifier", "contrastive"])
+def test_trainers_refuse_to_train_nothing(trainer, setting, tmp_path):
+    from galmorphsearch import model
+
+    pixels = np.random.default_rng(2).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    train = getattr(model, f"train_{trainer}")
+    args = (pixels, ["Er", "Sb"] * 4) if trainer == "classifier" else (pixels,)
+    kwargs = {"max_epochs": 1, **setting, "checkpoint_dir": tmp_path}
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        train(*args, **kwargs)
+    assert list(tmp_path.iterdir()) == []
