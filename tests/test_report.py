@@ -278,7 +278,7 @@ def test_cli_report_writes_a_complete_page(pipeline, tmp_path, capsys):
     ("extra", "message"),
     [
         (["-o", "report.txt"], ".html or .htm"),
-        (["-o", "r.html", "-k", "0"], "-k must be at least 1"),
+        (["-o", "r.html", "-k", "0"], "-k: must be at least 1, not 0"),
         (["-o", "r.html", "--history", "nope.ecsv"], "nope.ecsv does not exist"),
     ],
 )
@@ -287,8 +287,15 @@ def test_cli_report_bad_arguments_fail_before_work(extra, message, tmp_path, cap
     from galmorphsearch.scripts.main import main
 
     monkeypatch.chdir(tmp_path)
-    assert main(["report", "missing.fits", "--database", "db.fits", "--encoder",
-                 "e.safetensors", *extra]) == 1
+    argv = ["report", "missing.fits", "--database", "db.fits", "--encoder", "e.safetensors",
+            *extra]
+    if "-k" in extra:
+        # Refused by the argument parser itself (exit status 2).
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    else:
+        assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []

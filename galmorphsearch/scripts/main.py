@@ -956,9 +956,6 @@ def _run_report(args):
 
     _check_outputs([args.output], args.overwrite)
     _html_path(args.output)
-    if args.k < 1:
-        msg = f"-k must be at least 1, not {args.k}"
-        raise ValueError(msg)
     if args.history and not Path(args.history).is_file():
         msg = f"the loss history {args.history} does not exist"
         raise FileNotFoundError(msg)
