@@ -51,6 +51,25 @@ def in_source(where):
     return "" if where in (None, "the given table") else f" in {where}"
 
 
+def warn_no_morphology(catalog, n_rows, where, missing, reasons, blank, column):
+    """
+    Warn that the ``missing`` rows have no morphology (they are masked).
+
+    Rows with a code that gives no type are counted by ``reasons`` (their
+    codes or why); rows whose ``column`` is blank (``blank``) are listed.
+    The warning points at the caller of the reader.
+    """
+    named = missing & ~blank
+    kinds, counts = np.unique(reasons[named], return_counts=True)
+    parts = [f"{c} {k}" for k, c in zip(kinds, counts, strict=True)]
+    if blank.any():
+        parts.append(f"{int(blank.sum())} blank {column!r} at "
+                     f"{describe_rows(np.flatnonzero(blank))}")
+    msg = (f"{int(missing.sum())} of {n_rows} {catalog} rows{in_source(where)} have no "
+           f"morphology (masked): {', '.join(parts)}.")
+    warnings.warn(msg, CatalogWarning, stacklevel=3)
+
+
 def describe_rows(rows, limit=_MAX_LISTED, note=True):
     """
     ``'table rows 1, 3 (0-based)'``: the first ``limit`` of ``rows``.

@@ -13,12 +13,11 @@ Two published table shapes are understood:
 """
 
 import re
-import warnings
 
 import numpy as np
 from astropy.table import Column
 
-from ..utils.exceptions import CatalogFormatError, CatalogWarning, UnknownMorphologyError
+from ..utils.exceptions import CatalogFormatError, UnknownMorphologyError
 from ._io import (
     add_standard_columns,
     check_ids,
@@ -28,10 +27,10 @@ from ._io import (
     describe_values,
     find_column,
     guess_format,
-    in_source,
     read_table,
     require_column,
     to_str_array,
+    warn_no_morphology,
 )
 from .decision_tree import FRACTION_KINDS, GZ2_DECISION_TREE, check_min_fraction
 from .schemes import GZ2_SCHEME
@@ -363,18 +362,8 @@ def read_gz2(source, *, fraction="debiased", use="auto", min_fraction=0.0, forma
     meta["NOMORPH"] = nomorph
     table.meta.update(meta)
     if nomorph:
-        named = nomask & ~blank
-        kinds, counts = np.unique(reason[named], return_counts=True)
-        parts = [f"{c} {k}" for k, c in zip(kinds, counts, strict=True)]
-        if blank.any():
-            parts.append(
-                f"{int(blank.sum())} blank {class_col!r} at {describe_rows(np.flatnonzero(blank))}"
-            )
-        msg = (
-            f"{nomorph} of {len(table)} GZ2 rows{in_source(where)} have no morphology "
-            f"(masked): {', '.join(parts)}."
-        )
-        warnings.warn(msg, CatalogWarning, stacklevel=2)
+        warn_no_morphology("GZ2", len(table), where, nomask, reason, blank,
+                           "gz2_class" if use == "gz2_class" else None)
     return table
 
 

@@ -24,25 +24,23 @@ and Im (our reading of the 14 NA10 classes of Seo et al. 2023; pass
 """
 
 import os
-import warnings
 
 import numpy as np
 from astropy.table import Column, MaskedColumn
 
-from ..utils.exceptions import CatalogFormatError, CatalogWarning, UnknownMorphologyError
+from ..utils.exceptions import CatalogFormatError, UnknownMorphologyError
 from ._io import (
     add_standard_columns,
     catalog_kind,
     check_ids,
     coordinate_column,
-    describe_rows,
     describe_source,
     guess_format,
-    in_source,
     integer_codes,
     other_catalog_hint,
     read_table,
     require_column,
+    warn_no_morphology,
 )
 from .schemes import NA10_SCHEME
 
@@ -251,16 +249,5 @@ def read_na10(source, *, readme=None, format=None, codes=None, type_map=None):
         }
     )
     if nomorph:
-        named = mask & ~inmask
-        kinds, counts = np.unique(na10[named], return_counts=True)
-        parts = [f"{c} {k}" for k, c in zip(kinds, counts, strict=True)]
-        if inmask.any():
-            parts.append(
-                f"{int(inmask.sum())} blank {tcol!r} at {describe_rows(np.flatnonzero(inmask))}"
-            )
-        msg = (
-            f"{nomorph} of {len(table)} NA10 rows{in_source(where)} have no morphology "
-            f"(masked): {', '.join(parts)}."
-        )
-        warnings.warn(msg, CatalogWarning, stacklevel=2)
+        warn_no_morphology("NA10", len(table), where, mask, na10, inmask, tcol)
     return table

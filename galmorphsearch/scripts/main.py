@@ -51,82 +51,41 @@ __all__ = ["main"]
 _DEBUG_ENV = "GALMORPHSEARCH_DEBUG"
 
 
-def _int_at_least(minimum):
-    """An argparse type: an integer of at least ``minimum``."""
+def _number_type(convert, kind, accept, expected):
+    """
+    An argparse type: ``convert(text)`` (a ``kind``) for which ``accept`` holds.
+
+    ``expected`` completes "must be ..." in the message of a refused value.
+    """
     def parse(text):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            msg = f"{text!r} is not an integer"
+            msg = f"{text!r} is not {kind}"
             raise argparse.ArgumentTypeError(msg) from None
-        if value < minimum:
-            msg = f"must be at least {minimum}, not {value}"
+        if not accept(value):
+            msg = f"must be {expected}, not {text}"
             raise argparse.ArgumentTypeError(msg)
         return value
-    parse.__name__ = f"integer >= {minimum}"
+    parse.__name__ = kind
     return parse
 
 
-_positive_int = _int_at_least(1)
-_seed = _int_at_least(0)
-
-
-def _finite_float(text):
-    """An argparse type: a finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"{text!r} is not a number"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not np.isfinite(value):
-        msg = f"must be a finite number, not {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+_positive_int = _number_type(int, "an integer", lambda v: v >= 1, "at least 1")
+_seed = _number_type(int, "an integer", lambda v: v >= 0, "at least 0")
+_finite_float = _number_type(float, "a number", np.isfinite, "a finite number")
+_positive_float = _number_type(float, "a number", lambda v: np.isfinite(v) and v > 0,
+                               "a finite number above 0")
+_open_fraction = _number_type(float, "a number", lambda v: 0.0 < v < 1.0,
+                              "between 0 and 1 (exclusive)")
+_fraction_or_zero = _number_type(float, "a number", lambda v: 0.0 <= v < 1.0,
+                                 "at least 0 and below 1")
 
 
 def _scheme_names():
     from galmorphsearch.catalogs.schemes import _SCHEMES
 
     return sorted(_SCHEMES)
-
-
-def _open_fraction(text):
-    """An argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"{text!r} is not a number"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not 0.0 < value < 1.0:
-        msg = f"must be between 0 and 1 (exclusive), not {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _fraction_or_zero(text):
-    """An argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"{text!r} is not a number"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not 0.0 <= value < 1.0:
-        msg = f"must be at least 0 and below 1, not {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _positive_float(text):
-    """An argparse type: a finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"{text!r} is not a number"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not (np.isfinite(value) and value > 0):
-        msg = f"must be a finite number above 0, not {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def _add_debug(parser, default):
