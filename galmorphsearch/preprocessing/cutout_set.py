@@ -184,15 +184,11 @@ class CutoutSet:
         galmorphsearch.utils.DatabaseFormatError
             If the file is not a cutout set or fails its checksums.
         """
-        import os
         import warnings
 
-        if not os.path.exists(path):
-            msg = f"No cutout set file at {os.fspath(path)}"
-            raise FileNotFoundError(msg)
-        if os.path.isdir(path):
-            msg = f"{os.fspath(path)} is a folder, not a cutout set file"
-            raise IsADirectoryError(msg)
+        from ._io import _check_file
+
+        _check_file(path, "cutout set file")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
