@@ -422,7 +422,27 @@ def _write_table(table, path, overwrite):
 
 
 def _check_outputs(paths, overwrite):
-    """Refuse to start when an output exists, before any work is done."""
+    """
+    Refuse to start when an output exists, before any work is done.
+
+    Two outputs of one run that are the same file, or one inside the other
+    (a file given as another's folder), are refused even with ``--overwrite``:
+    one would silently replace the other.
+    """
+    seen = {}
+    for path in paths:
+        where = Path(os.path.realpath(path))
+        if where in seen:
+            msg = (f"the outputs {seen[where]} and {path} of this run are the same file: "
+                   "give them different names")
+            raise ValueError(msg)
+        seen[where] = path
+    for where, path in seen.items():
+        for folder in where.parents:
+            if folder in seen:
+                msg = (f"the output {seen[folder]} of this run is also the folder of its "
+                       f"output {path}: give them different places")
+                raise ValueError(msg)
     if overwrite:
         return
     existing = [str(path) for path in paths if Path(path).exists()]
@@ -513,6 +533,7 @@ def _run_preprocess(args):
     else:
         msg = "give FITS files with --radec/--positions, colour images, or --sample"
         raise ValueError(msg)
+    _check_ascii(table, args.positions or "the targets")
     png_outputs = []
     if args.png_dir:
         png_dir = Path(args.png_dir)
@@ -520,7 +541,7 @@ def _run_preprocess(args):
             msg = f"--png-dir {png_dir} exists and is not a folder"
             raise NotADirectoryError(msg)
         png_outputs = [png_dir / name for name in _png_names(table["objid"])]
-        _check_outputs(png_outputs, args.overwrite)
+        _check_outputs([args.output, *png_outputs], args.overwrite)
     cutout_set = CutoutSet.from_cutouts(cut(), table)
     if png_outputs:
         png_outputs[0].parent.mkdir(parents=True, exist_ok=True)
@@ -575,6 +596,22 @@ def _refuse_duplicates(objids, where):
         raise ValueError(msg)
 
 
+def _check_ascii(table, where):
+    """Refuse text a FITS cutout set cannot hold (non-ASCII), before any work."""
+    for name in table.colnames:
+        column = table[name]
+        if column.dtype.kind not in "UO":
+            continue
+        rows = [row for row, value in enumerate(column)
+                if isinstance(value, str) and not value.isascii()]
+        if rows:
+            shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+            msg = (f"{where}: column {name!r} holds text that is not ASCII (rows {shown}, "
+                   f"counted from 0, e.g. {str(column[rows[0]])!r}), which a FITS cutout "
+                   "set cannot store: transliterate it or leave the column out")
+            raise ValueError(msg)
+
+
 # Characters kept in file names made from objids; anything else becomes '_'.
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
 
@@ -596,8 +633,11 @@ def _png_names(objids):
         if not stem or stem.upper().split(".")[0] in _RESERVED_NAMES:
             stem = f"row{row}" + (f"_{stem}" if stem else "")
         name = f"{stem}.png"
-        if name.lower() in used:
-            name = f"{stem}_row{row}.png"
+        extra = 1
+        while name.lower() in used:
+            # Compared without case, for case-insensitive file systems.
+            name = f"{stem}_row{row}.png" if extra == 1 else f"{stem}_row{row}_{extra}.png"
+            extra += 1
         used.add(name.lower())
         names.append(name)
     return names
@@ -608,13 +648,42 @@ _RESERVED_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)
                    *(f"LPT{i}" for i in range(1, 10))}
 
 
+def _history_path(encoder_path):
+    """Where ``train`` writes the loss history when there is no checkpoint folder."""
+    return Path(encoder_path).with_suffix(".loss.ecsv")
+
+
+def _check_fresh_checkpoint_dir(folder):
+    """Refuse to start a new run over the checkpoints of an earlier one."""
+    from galmorphsearch.model.training import HISTORY_FILENAME
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        msg = f"--checkpoint-dir {folder} exists and is not a folder"
+        raise NotADirectoryError(msg)
+    if not folder.is_dir():
+        return
+    earlier = sorted(p.name for p in folder.iterdir()
+                     if p.suffix == ".ckpt" or p.name == HISTORY_FILENAME)
+    if earlier:
+        msg = (f"--checkpoint-dir {folder} already holds a training run ({', '.join(earlier[:3])}"
+               f"{', ...' if len(earlier) > 3 else ''}): continue it with --resume last, "
+               "replace it with --overwrite, or give another folder")
+        raise FileExistsError(msg)
+
+
 def _run_train(args):
     from galmorphsearch.model import train_autoencoder, train_classifier, train_contrastive
     from galmorphsearch.model.training import _quiet_lightning
     from galmorphsearch.preprocessing import CutoutSet
     from galmorphsearch.utils import atomic_path
 
-    _check_outputs([args.output], args.overwrite)
+    outputs = [args.output]
+    if not args.checkpoint_dir:
+        outputs.append(_history_path(args.output))
+    _check_outputs(outputs, args.overwrite)
+    if args.checkpoint_dir and not args.resume and not args.overwrite:
+        _check_fresh_checkpoint_dir(args.checkpoint_dir)
     if args.method == "supervised" and not args.labels:
         msg = "--method supervised needs --labels (the table column of the classes)"
         raise ValueError(msg)
@@ -652,7 +721,7 @@ def _run_train(args):
             encoder = autoencoder.encoder
     encoder.save(args.output, overwrite=args.overwrite)
     if not args.checkpoint_dir:
-        history_path = Path(args.output).with_suffix(".loss.ecsv")
+        history_path = _history_path(args.output)
         with atomic_path(history_path, overwrite=True) as tmp:
             history.write(tmp, format="ascii.ecsv")
     last = history[-1]

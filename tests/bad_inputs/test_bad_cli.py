@@ -259,3 +259,51 @@ def test_a_cutout_set_read_back_after_hostile_objids(tmp_path, field_paths):
                  "--size", "32", "-o", str(out)]) == 0
     # The objids themselves are data and are kept as given.
     assert list(CutoutSet.read(out).table["objid"]) == ["../x", "ok"]
+
+
+def test_png_names_are_unique_whatever_the_objids():
+    # A name made to keep two galaxies apart cannot be another galaxy's own.
+    names = cli._png_names(["x_row2", "x", "x/", "X", "x_row3"])
+    assert len({n.lower() for n in names}) == 5
+    assert names[0] == "x_row2.png" and names[1] == "x.png"
+
+
+@pytest.mark.parametrize("argv", [
+    ["cutout", "{img}", "-o", "{tmp}/same.png", "--plot", "{tmp}/same.png", "--overwrite"],
+    ["preprocess", "{img}", "-o", "{tmp}/set", "--png-dir", "{tmp}/set"],
+])
+def test_outputs_that_would_overwrite_each_other_are_refused(argv, tmp_path, capsys):
+    image = tmp_path / "gal.png"
+    image.write_bytes(b"")
+    argv = [a.format(img=image, tmp=tmp_path) for a in argv]
+    assert main(argv) == 1
+    line = _one_line_error(capsys, argv[0])
+    assert "of this run" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gal.png"]
+
+
+def test_train_does_not_start_over_an_earlier_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.ckpt").write_bytes(b"earlier run")
+    argv = ["train", "missing.fits", "-o", str(tmp_path / "e.safetensors"),
+            "--checkpoint-dir", str(run)]
+    assert main(argv) == 1
+    line = _one_line_error(capsys, "train")
+    assert "already holds a training run (last.ckpt)" in line and "--resume last" in line
+    assert (run / "last.ckpt").read_bytes() == b"earlier run"
+    # Without a checkpoint folder, the loss history beside the encoder is an output too.
+    (tmp_path / "e.loss.ecsv").write_text("mine")
+    assert main(["train", "missing.fits", "-o", str(tmp_path / "e.safetensors")]) == 1
+    assert "e.loss.ecsv already exist" in _one_line_error(capsys, "train")
+
+
+def test_non_ascii_text_is_refused_before_any_work(tmp_path, capsys, field_paths):
+    Table({"objid": ["ok", "Café"], "ra": [313.12377] * 2,
+           "dec": [-5.7461] * 2}).write(tmp_path / "p.ecsv")
+    out = tmp_path / "set.fits"
+    assert main(["preprocess", *field_paths, "--positions", str(tmp_path / "p.ecsv"),
+                 "--png-dir", str(tmp_path / "png"), "-o", str(out)]) == 1
+    line = _one_line_error(capsys, "preprocess")
+    assert "column 'objid' holds text that is not ASCII (rows 1" in line
+    assert not out.exists() and not (tmp_path / "png").exists()
