@@ -194,9 +194,43 @@ def read_table(source, what, expected=None, kind=None, **kwargs):
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
         raise CatalogFormatError(msg)
+    _check_balanced_quotes(path, expected)
     table = Table(table, masked=False)
     _check_not_empty(table, what, repr(path), expected)
     return table
+
+
+# First bytes of the binary formats a catalog may come in (FITS, gzip, bzip2,
+# HDF5, zip): quotes mean nothing there.
+_BINARY_MAGIC = (b"SIMPLE  =", b"\x1f\x8b", b"BZh", b"\x89HDF", b"PK\x03\x04")
+
+
+def _check_balanced_quotes(path, expected):
+    """
+    Refuse a text table with a line of unbalanced double quotes.
+
+    A stray ``"`` opens a quoted field that astropy's readers close at the
+    next quote, lines later, joining the rows in between into one: the table
+    comes back with rows missing and no error. Catalog fields never span
+    lines, so a line with an odd number of quotes is an error in the file.
+    """
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+        head = f.read(65536)
+        if head.startswith(_BINARY_MAGIC) or head.lstrip().startswith(b"<"):
+            return  # FITS, compressed, HDF5 or XML (VOTable)
+        if b"Byte-by-byte Description" in head:
+            return  # CDS/MRT: fixed columns, and '"' means arcseconds in the header
+        f.seek(0)
+        for number, line in enumerate(f, start=1):
+            if line.lstrip().startswith(b"#"):
+                continue
+            if line.count(b'"') % 2:
+                msg = (f"{path!r} line {number} has an unbalanced double quote (\"), which "
+                       f"would join the lines after it into one row and lose rows: "
+                       f"expected {expected}; correct or remove the quote.")
+                raise CatalogFormatError(msg)
 
 
 #: Text that gives away which catalog a file holds, when astropy cannot read it.

@@ -480,3 +480,36 @@ def test_efigi_output_given_to_read_na10_is_refused(tmp_path):
     with pytest.raises(CatalogFormatError) as info:
         read_na10(path)
     _assert_names(str(info.value), "efigi_out.fits", "read_efigi")
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("reader", ["efigi", "gz2"])
+def test_stray_quote_does_not_lose_rows(tmp_path, reader, compress):
+    import gzip
+
+    from galmorphsearch import catalogs
+
+    if reader == "efigi":
+        text = ('PGCname,T,T_inf,T_sup\nPGC0000212,1,0,2\n"PGC0000213,-5,-5,-5\n'
+                'PGC0000214,1,0,2\nPGC0000215,4,3,5\n')
+    else:
+        text = ('dr7objid,ra,dec,gz2_class\n1,10.0,0.1,Sb\n2,10.1,0.2,"Sc\n'
+                '3,10.2,0.3,Er\n4,10.3,0.4,Ei\n')
+    path = tmp_path / ("cat.csv.gz" if compress else "cat.csv")
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if compress else data)
+    with pytest.raises(CatalogFormatError, match="line 3 has an unbalanced double quote"):
+        getattr(catalogs, f"read_{reader}")(path)
+
+
+def test_quotes_in_comments_and_balanced_fields_are_fine(tmp_path):
+    from galmorphsearch import catalogs
+
+    from galmorphsearch.catalogs._io import _check_balanced_quotes
+
+    path = tmp_path / "cat.csv"
+    path.write_text('PGCname,T,T_inf,T_sup\n"PGC0000212",1,0,2\nPGC0000214,1,0,2\n')
+    assert len(catalogs.read_efigi(path)) == 2
+    commented = tmp_path / "commented.txt"
+    commented.write_text('# aperture 5" wide\nPGCname T\nPGC0000212 1\n')
+    _check_balanced_quotes(commented, "a table")  # no error: the quote is in a comment
