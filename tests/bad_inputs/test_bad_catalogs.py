@@ -504,7 +504,6 @@ def test_stray_quote_does_not_lose_rows(tmp_path, reader, compress):
 
 def test_quotes_in_comments_and_balanced_fields_are_fine(tmp_path):
     from galmorphsearch import catalogs
-
     from galmorphsearch.catalogs._io import _check_balanced_quotes
 
     path = tmp_path / "cat.csv"
