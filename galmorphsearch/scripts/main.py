@@ -94,10 +94,17 @@ def _add_debug(parser, default):
                              f"{_DEBUG_ENV}=1)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (status 2), like the verbs' errors."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _build_parser():
     from galmorphsearch import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="galmorphsearch",
         description="Find galaxies that look alike and classify galaxy morphology by retrieval.",
     )

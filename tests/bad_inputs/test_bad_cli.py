@@ -137,6 +137,8 @@ def test_nonsense_options_are_refused_by_the_parser(argv, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    # One line, like every other error (no usage block).
+    assert len(err.strip().splitlines()) == 1 and "--help" in err
 
 
 def test_train_with_epochs_zero_writes_nothing(tmp_path, capsys):
