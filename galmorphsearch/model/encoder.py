@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils.exceptions import WeightFileFormatError
 from ._inputs import image_source, resize, to_float
 from .backbones import BACKBONES, INPUT_MODES, build_backbone, prepare_input
-from .weights import load_weights, save_weights, state_dict_hash
+from .weights import _load_state_dict_file, _one_line, load_weights, save_weights, state_dict_hash
 
 __all__ = ["Encoder", "ARCHITECTURES", "TRAINING_METHODS"]
 
@@ -31,11 +32,37 @@ _BASE_KEYS = ("name", "architecture", "input_size", "latent_dim", "weights_hash"
               "input_mode", "training")
 
 
+# What a weight file may describe: sizes beyond these are not galaxy encoders, and
+# building them would exhaust the memory (a latent_dim of 10**13 asks for petabytes).
+_MAX_INPUT_SIZE = 4096
+_MAX_LATENT_DIM = 65536
+_MAX_NAME = 256
+
+
 def _check_int(name, value, low):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        msg = f"{name} must be an integer >= {low}, got {value!r}"
+        msg = f"{name} must be an integer >= {low}, got {value!r:.60}"
         raise ValueError(msg)
     return int(value)
+
+
+def _check_choice(label, value, choices):
+    """``value`` if it is one of ``choices`` (strings), else a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        msg = f"unknown {label} {value!r:.60}: choose among {', '.join(choices)}"
+        raise ValueError(msg)
+    return value
+
+
+def _name_problem(name):
+    """Why ``name`` cannot name an encoder, or None."""
+    if not isinstance(name, str) or not name:
+        return "a non-empty string"
+    if len(name) > _MAX_NAME:
+        return f"a string of at most {_MAX_NAME} characters"
+    if not name.isprintable():
+        return "a string without control characters"
+    return None
 
 
 class Encoder(nn.Module):
@@ -102,18 +129,9 @@ class Encoder(nn.Module):
     def __init__(self, architecture="resnet18", input_size=256, latent_dim=None, name=None,
                  preprocessing=None, input_mode="rgb", training="untrained"):
         super().__init__()
-        if architecture not in BACKBONES:
-            msg = (f"unknown architecture {architecture!r}: choose among "
-                   f"{', '.join(sorted(BACKBONES))}")
-            raise ValueError(msg)
-        if input_mode not in INPUT_MODES:
-            msg = (f"unknown input_mode {input_mode!r}: choose among "
-                   f"{', '.join(INPUT_MODES)}")
-            raise ValueError(msg)
-        if training not in TRAINING_METHODS:
-            msg = (f"unknown training method {training!r}: choose among "
-                   f"{', '.join(TRAINING_METHODS)}")
-            raise ValueError(msg)
+        _check_choice("architecture", architecture, sorted(BACKBONES))
+        _check_choice("input_mode", input_mode, list(INPUT_MODES))
+        _check_choice("training method", training, TRAINING_METHODS)
         self.architecture = architecture
         self.input_mode = input_mode
         self.training_method = training
@@ -121,8 +139,9 @@ class Encoder(nn.Module):
         if name is None:
             mode = "" if input_mode == "rgb" else f"-{input_mode.replace('+', '-')}"
             name = f"{architecture}{mode}-{self.input_size}px"
-        if not isinstance(name, str) or not name:
-            msg = f"name must be a non-empty string, got {name!r}"
+        problem = _name_problem(name)
+        if problem:
+            msg = f"name must be {problem}, got {name!r:.80}"
             raise ValueError(msg)
         self.name = name
         self.preprocessing = self._check_preprocessing(preprocessing)
@@ -389,28 +408,27 @@ class Encoder(nn.Module):
         ------
         FileNotFoundError
             If the file does not exist.
-        ValueError
-            If it is not a galmorphsearch encoder weight file, or its
-            weights do not match the stored hash (corrupted or modified).
+        ~galmorphsearch.utils.WeightFileFormatError
+            If it is not a galmorphsearch encoder weight file, its weights
+            do not match the stored hash (corrupted or modified), or its
+            metadata have the wrong types or values out of range (the
+            message names the entry). A `ValueError`.
         """
         tensors, meta = load_weights(path)
         path = os.fspath(path)
-        if meta.get("kind") != "encoder":
-            msg = f"{path!r} holds {meta.get('kind')!r} weights, not an encoder's"
-            raise ValueError(msg)
-        keys = [k for k in str(meta.get("preprocessing_keys", "")).split(",") if k]
+        arguments, info = _arguments_from_metadata(meta, tensors, path)
         try:
-            encoder = cls(architecture=meta["architecture"], input_size=int(meta["input_size"]),
-                          latent_dim=int(meta["latent_dim"]), name=str(meta["name"]),
-                          preprocessing={k: meta[k] for k in keys},
-                          input_mode=str(meta.get("input_mode", "rgb")),
-                          training=str(meta.get("training", "unknown")))
-        except KeyError as exc:
-            msg = f"weight file {path!r} lacks the metadata entry {exc}"
-            raise ValueError(msg) from None
+            encoder = cls(**arguments)
+        except (ValueError, TypeError, OverflowError, RuntimeError, MemoryError) as exc:
+            msg = f"cannot build the encoder that weight file {path!r} describes: {_one_line(exc)}"
+            raise WeightFileFormatError(msg) from None
+        if encoder.latent_dim != meta["latent_dim"]:  # no projection layer in the file
+            msg = (f"weight file {path!r} has unusable metadata: latent_dim={meta['latent_dim']} "
+                   f"but it holds no projection layer, and the {encoder.architecture} backbone "
+                   f"gives {encoder.latent_dim} features")
+            raise WeightFileFormatError(msg)
         encoder._load_checked(tensors, path)
-        encoder.info = {k: meta[k] for k in str(meta.get("info_keys", "")).split(",")
-                        if k and k in meta}
+        encoder.info = info
         encoder.eval()
         if device is not None:
             encoder.to(device)
@@ -459,13 +477,12 @@ class Encoder(nn.Module):
         return load_pretrained(name, device=device)
 
     def _load_checked(self, state_dict, path):
-        prefix = f"the weights in {os.fspath(path)!r} do not fit a {self.name} encoder"
+        prefix = f"the weights in {os.fspath(path)!r} do not fit a {self.name!r:.80} encoder"
         try:
             result = self.load_state_dict(state_dict, strict=False)
         except RuntimeError as exc:  # shape mismatches
-            text = str(exc)
-            msg = f"{prefix}: {text[:600]}{'...' if len(text) > 600 else ''}"
-            raise ValueError(msg) from None
+            msg = f"{prefix}: {_one_line(exc, limit=600)}"
+            raise WeightFileFormatError(msg) from None
         problems = []
         for what, keys in (("missing", result.missing_keys),
                            ("unexpected", result.unexpected_keys)):
@@ -474,7 +491,7 @@ class Encoder(nn.Module):
                 problems.append(f"{len(keys)} {what} tensors ({shown})")
         if problems:
             msg = f"{prefix}: {'; '.join(problems)}"
-            raise ValueError(msg)
+            raise WeightFileFormatError(msg)
 
     @classmethod
     def from_state_dict_file(cls, path, *, architecture="resnet18", input_size=256,
@@ -506,24 +523,17 @@ class Encoder(nn.Module):
 
         Raises
         ------
-        ValueError
-            If the file cannot be read safely or its tensors do not fit.
+        FileNotFoundError
+            If the file does not exist.
+        ~galmorphsearch.utils.UnsafeCheckpointError
+            If the file refers to anything but tensors, numbers, strings and
+            plain containers (refused before any of it runs).
+        ~galmorphsearch.utils.WeightFileFormatError
+            If the file cannot be read, does not hold a state dict, or its
+            tensors do not fit. Both are `ValueError`.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            msg = f"state-dict file {path!r} does not exist"
-            raise FileNotFoundError(msg)
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # any failure means: not a safe plain state dict
-            msg = f"cannot load {path!r} as a plain state dict (weights_only=True): {exc}"
-            raise ValueError(msg) from None
-        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-            obj = obj["state_dict"]
-        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor)
-                                                for v in obj.values()):
-            msg = f"{path!r} does not hold a state dict (a mapping of names to tensors)"
-            raise ValueError(msg)
+        obj = _read_state_dict(path, safetensors=False)
         state = {}
         # A training checkpoint (autoencoder, contrastive, classifier) keeps the
         # encoder under an ``encoder.`` prefix: only those tensors are read, and
@@ -543,7 +553,7 @@ class Encoder(nn.Module):
                 key = "backbone." + key
             state[key] = value
         if latent_dim is None and "projection.weight" in state:
-            latent_dim = int(state["projection.weight"].shape[0])
+            latent_dim = _projection_size(state["projection.weight"], path)
         encoder = cls(architecture=architecture, input_size=input_size, latent_dim=latent_dim,
                       name=name, preprocessing=preprocessing, training="external",
                       input_mode=input_mode)
@@ -584,8 +594,12 @@ class Encoder(nn.Module):
         ------
         FileNotFoundError
             If the file does not exist.
-        ValueError
-            If it cannot be read safely or no tensor fits the backbone.
+        ~galmorphsearch.utils.UnsafeCheckpointError
+            If the file refers to anything but tensors, numbers, strings and
+            plain containers (refused before any of it runs).
+        ~galmorphsearch.utils.WeightFileFormatError
+            If it cannot be read or no tensor fits the backbone. Both are
+            `ValueError`.
         """
         tensors = _read_state_dict(path)
         own = self.backbone.state_dict()
@@ -622,9 +636,10 @@ class Encoder(nn.Module):
             used.add(key)
         report["unused"] = [k for k in tensors if k not in used]
         if not new_state:
+            first = _one_line(", ".join(list(tensors)[:3]), limit=120)
             msg = (f"no tensor of {os.fspath(path)!r} fits the {self.architecture} backbone "
-                   f"(first names in the file: {', '.join(list(tensors)[:3])})")
-            raise ValueError(msg)
+                   f"(first names in the file: {first})")
+            raise WeightFileFormatError(msg)
         self.backbone.load_state_dict(new_state, strict=False)
         self.training_method = "external"
         return report
@@ -644,25 +659,121 @@ def _adapt_first_conv(weight, channels):
     return (grey / channels).repeat(1, channels, 1, 1)
 
 
-def _read_state_dict(path):
-    """A flat name -> tensor mapping from a weight file, never executing code."""
+def _read_state_dict(path, safetensors=True):
+    """
+    A flat name -> tensor mapping from a weight file, never executing code.
+
+    A ``.safetensors`` file (when ``safetensors``) is read as such; any other
+    with ``torch.load(..., weights_only=True)`` (`_load_state_dict_file`). A
+    training checkpoint's ``state_dict`` is taken. Names must be strings and
+    values tensors.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         msg = f"weight file {path!r} does not exist"
         raise FileNotFoundError(msg)
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
+    if safetensors and path.endswith(".safetensors"):
+        from safetensors.torch import load_file
 
+        try:
             obj = load_file(path)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any failure means: not a safe plain weight file
-        msg = f"cannot read {path!r} as a plain weight file (weights_only): {exc}"
-        raise ValueError(msg) from None
+        except Exception as exc:  # any failure means: not a readable safetensors file
+            msg = f"cannot read {path!r} as a safetensors weight file: {_one_line(exc)}"
+            raise WeightFileFormatError(msg) from None
+    else:
+        obj = _load_state_dict_file(path)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         msg = f"{path!r} does not hold a state dict (a mapping of names to tensors)"
-        raise ValueError(msg)
+        raise WeightFileFormatError(msg)
+    for key in obj:
+        if not isinstance(key, str):
+            msg = (f"{path!r} does not hold a state dict: the tensor name {key!r:.60} is not a "
+                   "string")
+            raise WeightFileFormatError(msg)
     return obj
+
+
+def _projection_size(weight, path):
+    """The latent size a stored ``projection.weight`` gives, checked (a sane 2-D matrix)."""
+    if weight.ndim != 2 or not 1 <= weight.shape[0] <= _MAX_LATENT_DIM or weight.shape[1] < 1:
+        msg = (f"{path!r} holds a projection.weight of shape {tuple(weight.shape)}, not a "
+               f"(latent_dim, features) matrix with 1 <= latent_dim <= {_MAX_LATENT_DIM}")
+        raise WeightFileFormatError(msg)
+    return int(weight.shape[0])
+
+
+def _is_scalar(value):
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _arguments_from_metadata(meta, tensors, path):
+    """
+    The `Encoder` arguments and ``info`` a weight file's metadata describe, checked.
+
+    Every entry must have the type `Encoder.save` writes and a value in the
+    range an encoder can have, before anything is built: a hostile file
+    gives a `WeightFileFormatError` naming the file and the entry, never a
+    TypeError from deep inside, nor a request for petabytes of memory.
+    """
+    def bad(key, expected):
+        msg = (f"weight file {path!r} has unusable metadata: {key}={meta[key]!r:.60} is not "
+               f"{expected}")
+        raise WeightFileFormatError(msg)
+
+    if meta.get("kind") != "encoder":
+        msg = (f"{path!r} holds {meta.get('kind')!r:.60} weights (its metadata entry kind), "
+               "not an encoder's")
+        raise WeightFileFormatError(msg)
+    for key in ("architecture", "input_size", "latent_dim", "name"):
+        if key not in meta:
+            msg = f"weight file {path!r} lacks the metadata entry {key!r}"
+            raise WeightFileFormatError(msg)
+    if not isinstance(meta["architecture"], str) or meta["architecture"] not in BACKBONES:
+        bad("architecture", f"a registered backbone ({', '.join(sorted(BACKBONES))})")
+    for key, high in (("input_size", _MAX_INPUT_SIZE), ("latent_dim", _MAX_LATENT_DIM)):
+        low = 32 if key == "input_size" else 1
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            bad(key, f"an integer from {low} to {high}")
+    problem = _name_problem(meta["name"])
+    if problem:
+        bad("name", problem)
+    meta = {"input_mode": "rgb", "training": "unknown", "preprocessing_keys": "",
+            "info_keys": "", **meta}
+    for key, choices in (("input_mode", list(INPUT_MODES)), ("training", TRAINING_METHODS)):
+        if not isinstance(meta[key], str) or meta[key] not in choices:
+            bad(key, f"one of {', '.join(choices)}")
+    names = {}
+    for key in ("preprocessing_keys", "info_keys"):
+        if not isinstance(meta[key], str):
+            bad(key, "a comma-separated list of entry names")
+        names[key] = [k for k in meta[key].split(",") if k]
+    preprocessing = {}
+    for key in names["preprocessing_keys"]:
+        if key not in meta:
+            msg = (f"weight file {path!r} lacks the metadata entry {key!r:.60} that its "
+                   "preprocessing_keys name")
+            raise WeightFileFormatError(msg)
+        if key.lower() in _BASE_KEYS or not _is_scalar(meta[key]):
+            bad(key, "a preprocessing keyword with a str, int, float, bool or null value")
+        preprocessing[key] = meta[key]
+    info = {}
+    for key in names["info_keys"]:
+        if key in meta:
+            if not _is_scalar(meta[key]):
+                bad(key, "a str, int, float, bool or null (an info entry)")
+            info[key] = meta[key]
+    latent_dim = meta["latent_dim"]
+    if "projection.weight" in tensors:
+        if _projection_size(tensors["projection.weight"], path) != latent_dim:
+            msg = (f"weight file {path!r} has unusable metadata: latent_dim={latent_dim} but "
+                   f"its projection.weight has shape {tuple(tensors['projection.weight'].shape)}")
+            raise WeightFileFormatError(msg)
+    else:  # no projection: the latent size is the backbone's, compared once it is built
+        latent_dim = None
+    arguments = {"architecture": meta["architecture"], "input_size": meta["input_size"],
+                 "latent_dim": latent_dim, "name": meta["name"], "preprocessing": preprocessing,
+                 "input_mode": meta["input_mode"], "training": meta["training"]}
+    return arguments, info

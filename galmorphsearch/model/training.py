@@ -63,16 +63,23 @@ class _MeanLossModule(lightning.LightningModule):
         ``torch.load(..., weights_only=True)`` whatever the environment says
         (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is ignored): only tensors,
         numbers, strings and plain containers are loaded, so no code from
-        the file runs. Lightning is handed what was read.
+        the file runs. Lightning is handed what was read. The
+        hyper-parameters come from the checkpoint alone: a separate
+        ``hparams_file`` is refused (Lightning would read that YAML file
+        with ``yaml.full_load``, which builds Python objects from its tags);
+        pass the values to change as keyword arguments instead.
 
         Parameters
         ----------
         checkpoint_path : str or path-like
             A checkpoint written by a training run (``last.ckpt``,
             ``best-*.ckpt``).
-        map_location, hparams_file, strict, **kwargs
+        map_location, strict, **kwargs
             As for Lightning's ``load_from_checkpoint`` (``weights_only`` is
-            always True).
+            always True); keyword arguments replace the hyper-parameters of
+            the same name stored in the checkpoint.
+        hparams_file : None
+            Refused when given (see above).
 
         Returns
         -------
@@ -85,7 +92,15 @@ class _MeanLossModule(lightning.LightningModule):
             If the file holds other objects (refused before any of them runs).
         ~galmorphsearch.utils.CheckpointFormatError
             If the file is damaged or not a checkpoint.
+        ValueError
+            If ``hparams_file`` is given.
         """
+        if hparams_file is not None:
+            msg = (f"hparams_file={hparams_file!r:.100} is not accepted: the "
+                   "hyper-parameters are read from the checkpoint itself (a YAML file would be "
+                   "read with yaml.full_load, which can build Python objects); pass the values "
+                   "to change as keyword arguments instead")
+            raise ValueError(msg)
         kwargs.pop("weights_only", None)
         if not isinstance(checkpoint_path, (str, os.PathLike)):
             msg = f"checkpoint_path must be a file path, got {type(checkpoint_path).__name__}"
@@ -98,8 +113,7 @@ class _MeanLossModule(lightning.LightningModule):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         buffer.seek(0)
-        return super().load_from_checkpoint(buffer, map_location=map_location,
-                                            hparams_file=hparams_file, strict=strict,
+        return super().load_from_checkpoint(buffer, map_location=map_location, strict=strict,
                                             **_WEIGHTS_ONLY, **kwargs)
 
     def _record_loss(self, stage, loss, n):

@@ -15,11 +15,15 @@ checkpoint it cannot run code. The metadata records what the weights are
 import hashlib
 import json
 import os
+import pickle
+import re
 import struct
+import warnings
 
 import numpy as np
 import torch
 
+from ..utils.exceptions import UnsafeCheckpointError, WeightFileFormatError
 from ..utils.io import atomic_path
 
 __all__ = ["state_dict_hash", "save_weights", "load_weights", "read_weights_metadata"]
@@ -30,9 +34,14 @@ FORMAT_NAME = "galmorphsearch-weights"
 FORMAT_VERSION = "1"
 # Largest header accepted (safetensors itself refuses headers over 100 MB).
 _MAX_HEADER = 100_000_000
+#: Length of the ``weights_hash`` that `save_weights` records (hexadecimal digits).
+HASH_LENGTH = 16
+# A recorded hash: at least HASH_LENGTH lower-case hexadecimal digits (64 for the full
+# SHA-256). A shorter one would let most edits of the tensors through.
+_HASH_PATTERN = re.compile(rf"[0-9a-f]{{{HASH_LENGTH},64}}")
 
 
-def state_dict_hash(state_dict, length=16):
+def state_dict_hash(state_dict, length=HASH_LENGTH):
     """
     Content hash of a state dict: SHA-256 over names, dtypes, shapes and bytes.
 
@@ -96,7 +105,7 @@ def _check_header(path):
         head = fh.read(8)
         if len(head) < 8:
             msg = f"{path!r} is not a safetensors weight file: it is only {size} bytes long"
-            raise ValueError(msg)
+            raise WeightFileFormatError(msg)
         (n,) = struct.unpack("<Q", head)
         # A safetensors file is a plausible header length followed by a JSON object.
         # Only when it is not one are the zip and pickle signatures looked for: the
@@ -110,18 +119,18 @@ def _check_header(path):
                        "weight file; galmorphsearch never unpickles weights. For a plain "
                        "state dict use Encoder.from_state_dict_file, which loads with "
                        "weights_only=True")
-                raise ValueError(msg)
+                raise WeightFileFormatError(msg)
             msg = f"{path!r} is not a safetensors weight file (bad header length {n})"
-            raise ValueError(msg)
+            raise WeightFileFormatError(msg)
         raw = first + fh.read(n - 1)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         msg = f"{path!r} is not a safetensors weight file (unreadable header: {exc})"
-        raise ValueError(msg) from None
+        raise WeightFileFormatError(msg) from None
     if not isinstance(header, dict):
         msg = f"{path!r} is not a safetensors weight file (header is not a JSON object)"
-        raise ValueError(msg)
+        raise WeightFileFormatError(msg)
     return header
 
 
@@ -143,14 +152,14 @@ def read_weights_metadata(path):
     ------
     FileNotFoundError
         If the file does not exist.
-    ValueError
-        If the file is not a safetensors file.
+    ~galmorphsearch.utils.WeightFileFormatError
+        If the file is not a safetensors file (a `ValueError`).
     """
     header = _check_header(path)
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         msg = f"{os.fspath(path)!r}: the safetensors metadata is not a string-to-string mapping"
-        raise ValueError(msg)
+        raise WeightFileFormatError(msg)
     return dict(meta)
 
 
@@ -222,7 +231,7 @@ def _encode_value(key, value):
 def _decode_value(value):
     try:
         return json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # not JSON, or absurdly nested: as text
         return value
 
 
@@ -250,10 +259,11 @@ def load_weights(path, verify=True):
     ------
     FileNotFoundError
         If the file does not exist.
-    ValueError
+    ~galmorphsearch.utils.WeightFileFormatError
         If the file is not a galmorphsearch safetensors weight file, is
-        truncated, or its tensors do not match the stored hash (the file was
-        corrupted or modified).
+        truncated, records no hash of at least 16 hexadecimal digits, or its
+        tensors do not match the stored hash (the file was corrupted or
+        modified). A `ValueError`.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -262,24 +272,130 @@ def load_weights(path, verify=True):
     raw = read_weights_metadata(path)
     if raw.get("format") != FORMAT_NAME:
         msg = (f"{path!r} is a safetensors file but not a galmorphsearch weight file "
-               f"(format={raw.get('format')!r}, expected {FORMAT_NAME!r})")
-        raise ValueError(msg)
+               f"(format={raw.get('format')!r:.60}, expected {FORMAT_NAME!r})")
+        raise WeightFileFormatError(msg)
     if raw.get("format_version") != FORMAT_VERSION:
-        msg = (f"{path!r} has weight-file format version {raw.get('format_version')!r}; "
+        msg = (f"{path!r} has weight-file format version {raw.get('format_version')!r:.60}; "
                f"this galmorphsearch reads version {FORMAT_VERSION}")
-        raise ValueError(msg)
+        raise WeightFileFormatError(msg)
+    stored = raw.get("weights_hash")
+    if verify and not (isinstance(stored, str) and _HASH_PATTERN.fullmatch(stored)):
+        what = "records no weights_hash" if stored is None else (
+            f"records weights_hash={stored!r:.80}, not a hash of {HASH_LENGTH} to 64 "
+            "lower-case hexadecimal digits")
+        msg = f"weight file {path!r} is damaged: it {what}"
+        raise WeightFileFormatError(msg)
     try:
         tensors = load_file(path, device="cpu")
     except (SafetensorError, OSError, RuntimeError) as exc:
-        msg = f"cannot read the tensors of weight file {path!r}: {exc}"
-        raise ValueError(msg) from None
+        msg = f"cannot read the tensors of weight file {path!r}: {_one_line(exc)}"
+        raise WeightFileFormatError(msg) from None
     meta = {key: (value if key in ("format", "format_version", "weights_hash")
                   else _decode_value(value)) for key, value in raw.items()}
     if verify:
-        stored = raw.get("weights_hash")
-        actual = state_dict_hash(tensors, length=len(stored or "") or 16)
+        actual = state_dict_hash(tensors, length=len(stored))
         if stored != actual:
             msg = (f"weight file {path!r} is corrupted or was modified: its tensors hash to "
                    f"{actual}, but the file records weights_hash={stored}")
-            raise ValueError(msg)
+            raise WeightFileFormatError(msg)
     return tensors, meta
+
+
+def _one_line(exc, limit=200):
+    """The message of ``exc`` on one line of printable characters, cut at ``limit``."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", " ".join(str(exc).split()))
+    text = "".join(c if c.isprintable() and (c.isascii() or c.isalnum()) else "?"
+                   for c in text)
+    return (text[:limit] + "...") if len(text) > limit else (text or type(exc).__name__)
+
+
+# Findings of torch's weights-only unpickler that name an object it refused.
+_REFUSED = (r"GLOBAL (\S+) (?:was not an allowed global|whose module)",
+            r"reduce for unrecognized function (.+?)(?: which belongs to |$)",
+            r"(?:Can only create new object|Can only build).*? but got (.+)$")
+
+
+def _unpickler_finding(exc):
+    """
+    What torch's loader found, on one line, without its advice.
+
+    torch's weights-only errors suggest loading with ``weights_only=False``
+    or allowlisting the refused object, that is, running the file: only the
+    unpickler's own finding is kept. Returns ``(finding, refused)``, the
+    second the name of the object refused (or None).
+    """
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", " ".join(str(exc).split()))
+    text = re.split(r" ?Check the documentation of torch\.load", text)[0]
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+        text = re.split(r" ?Please use `torch\.serialization", text)[0].strip()
+    elif "Weights only load failed" in text:
+        match = re.search(r"(Trying to load unsupported GLOBAL \S+ whose module \S+ is blocked"
+                          r"|\S+ must be imported to load [^.]*)", text)
+        text = match.group(1) if match else "an object the safe loader does not accept"
+    refused = None
+    for pattern in _REFUSED:
+        match = re.search(pattern, text)
+        if match:
+            refused = _one_line(match.group(1).rstrip("."), limit=80)
+            break
+    text = _one_line(text)
+    if re.search(r"weights_only|safe_globals|trust", text):  # never relay torch's advice
+        text = "an object the safe loader does not accept"
+    return text, refused
+
+
+def _load_state_dict_file(path):
+    """
+    The content of a PyTorch file read with ``torch.load(..., weights_only=True)``.
+
+    Nothing in the file runs, whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+    says (an explicit ``weights_only=True`` is not overridden by it): only
+    tensors, numbers, strings and plain containers are loaded. Errors are
+    one line naming the file; they never suggest loading it unsafely.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.pt``, ``.pth`` or ``.ckpt`` file.
+
+    Returns
+    -------
+    content : object
+        What the file holds, tensors on the CPU (not checked further).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ~galmorphsearch.utils.UnsafeCheckpointError
+        If the file refers to other objects (a class, a function): refused
+        before any of it runs.
+    ~galmorphsearch.utils.WeightFileFormatError
+        If the file is damaged or not a PyTorch file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        msg = f"weight file {path!r} does not exist (or is not a file)"
+        raise FileNotFoundError(msg)
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols other than 2 before it refuses or
+            # reads them; the outcome (a clear error, or the content) says enough.
+            warnings.filterwarnings("ignore", message=r"Detected pickle protocol",
+                                    category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason, refused = _unpickler_finding(exc)
+        if refused is not None:
+            msg = (f"{path!r} contains objects that are not allowed in a weight file (first "
+                   f"refused: {refused}) and was refused without running any of it; only "
+                   "tensors, numbers, strings and plain containers are loaded "
+                   "(weights_only=True)")
+            raise UnsafeCheckpointError(msg) from None
+    except Exception as exc:  # any other failure: damaged, or not a PyTorch file
+        reason, _ = _unpickler_finding(exc)
+    msg = (f"cannot read {path!r} safely as a plain PyTorch state dict (weights_only=True): "
+           f"it is damaged, not a PyTorch file, or written in a way the safe loader does not "
+           f"accept ({reason})")
+    raise WeightFileFormatError(msg)

@@ -25,6 +25,7 @@ __all__ = [
     "DatabaseLockedError",
     "CheckpointFormatError",
     "UnsafeCheckpointError",
+    "WeightFileFormatError",
 ]
 
 
@@ -128,4 +129,22 @@ class UnsafeCheckpointError(CheckpointFormatError):
     loaded, and a file that refers to anything else (a class, a function)
     is refused without running any of it. The message names the file and
     the first object refused.
+    """
+
+
+class WeightFileFormatError(ValueError):
+    """
+    A weight file is damaged, is not what it claims to be, or describes an unusable model.
+
+    Raised by `Encoder.load <galmorphsearch.model.Encoder.load>`,
+    `~galmorphsearch.model.load_weights`, `Encoder.from_state_dict_file
+    <galmorphsearch.model.Encoder.from_state_dict_file>` and
+    `Encoder.load_backbone_weights
+    <galmorphsearch.model.Encoder.load_backbone_weights>` (``init_weights``
+    of the trainers) for a file that cannot be read, whose tensors do not
+    match its recorded hash, or whose metadata have the wrong types or
+    values out of range (an architecture that is not a name, a negative or
+    absurdly large size). The message names the file and the entry. A file
+    that refers to objects other than tensors and plain containers raises
+    `UnsafeCheckpointError` instead.
     """

@@ -320,3 +320,240 @@ def test_load_from_checkpoint_still_rebuilds(images, tmp_path, monkeypatch):
     with pytest.raises(CheckpointFormatError, match="not a training checkpoint"):
         ClassifierModule.load_from_checkpoint(_damage("list", folder / "last.ckpt",
                                                       tmp_path / "damaged.ckpt"))
+
+
+# ----------------------------------------------------------------------
+# Weight files: hostile metadata, pickled payloads given as init weights,
+# hyper-parameter files, shortened hashes.
+def _cutout_file(images, path):
+    from galmorphsearch.preprocessing import CutoutSet
+
+    table = Table({"objid": np.arange(len(images)), "ra": np.zeros(len(images)),
+                   "dec": np.zeros(len(images))})
+    CutoutSet(table, images, np.zeros_like(images)).write(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def weight_file(tmp_path_factory):
+    """A genuine, small encoder weight file."""
+    from galmorphsearch.model import Encoder
+
+    path = tmp_path_factory.mktemp("weights") / "good.safetensors"
+    Encoder("vgg-small", input_size=32).save(path)
+    return path
+
+
+def edit_metadata(source, path, **changes):
+    """A copy of ``source`` with metadata entries replaced (None removes one); tensors kept."""
+    import json
+    import struct
+
+    data = source.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    for key, value in changes.items():
+        if value is None:
+            header["__metadata__"].pop(key, None)
+        else:
+            header["__metadata__"][key] = value
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+    return path
+
+
+# metadata entry -> (stored text, what the message says about it)
+HOSTILE_METADATA = {
+    "architecture as a list": ("architecture", '["vgg-small"]', "architecture"),
+    "architecture as a number": ("architecture", "7", "architecture"),
+    "architecture unknown": ("architecture", "resnet19", "architecture"),
+    "no architecture": ("architecture", None, "architecture"),
+    "input_size infinite": ("input_size", "1e400", "input_size"),
+    "input_size negative": ("input_size", "-5", "input_size"),
+    "input_size fractional": ("input_size", "64.5", "input_size"),
+    "input_size boolean": ("input_size", "true", "input_size"),
+    "input_size huge": ("input_size", str(10**9), "input_size"),
+    "input_size as text": ("input_size", "big", "input_size"),
+    "latent_dim huge": ("latent_dim", str(10**13), "latent_dim"),
+    "latent_dim zero": ("latent_dim", "0", "latent_dim"),
+    "latent_dim as a list": ("latent_dim", "[256]", "latent_dim"),
+    "latent_dim without a projection": ("latent_dim", "300", "latent_dim"),
+    "name as a number": ("name", "5", "name"),
+    "name as a list": ("name", '["x"]', "name"),
+    "name empty": ("name", '""', "name"),
+    "name with terminal escapes": ("name", '"a\\u001b[2Jb"', "name"),
+    "input_mode as a list": ("input_mode", '["rgb"]', "input_mode"),
+    "input_mode unknown": ("input_mode", "cmyk", "input_mode"),
+    "training as a number": ("training", "5", "training"),
+    "kind as a list": ("kind", '["encoder"]', "kind"),
+    "preprocessing_keys as a number": ("preprocessing_keys", "5", "preprocessing_keys"),
+    "preprocessing key missing": ("preprocessing_keys", "BKGBOX", "BKGBOX"),
+    "info_keys as a list": ("info_keys", '["a"]', "info_keys"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_METADATA))
+def test_weight_file_with_hostile_metadata_is_a_clear_error(weight_file, tmp_path, case):
+    from galmorphsearch.model import Encoder
+    from galmorphsearch.utils import WeightFileFormatError
+
+    key, value, word = HOSTILE_METADATA[case]
+    path = edit_metadata(weight_file, tmp_path / "hostile.safetensors", **{key: value})
+    with pytest.raises(WeightFileFormatError) as info:
+        Encoder.load(path)
+    text = str(info.value)
+    assert "hostile.safetensors" in text and word in text, text
+    assert "\n" not in text and "\x1b" not in text and len(text) < 400, text
+
+
+def test_hostile_metadata_values_are_refused_by_type(weight_file, tmp_path):
+    """Preprocessing and info values must be scalars, as save() writes them."""
+    from galmorphsearch.model import Encoder
+    from galmorphsearch.utils import WeightFileFormatError
+
+    path = edit_metadata(weight_file, tmp_path / "values.safetensors",
+                         preprocessing_keys="BKGBOX", BKGBOX="[1, 2]")
+    with pytest.raises(WeightFileFormatError, match="values.safetensors.*BKGBOX"):
+        Encoder.load(path)
+    path = edit_metadata(weight_file, tmp_path / "info.safetensors",
+                         info_keys="epochs", epochs='{"a": 1}')
+    with pytest.raises(WeightFileFormatError, match="info.safetensors.*epochs"):
+        Encoder.load(path)
+    deep = edit_metadata(weight_file, tmp_path / "deep.safetensors",
+                         architecture="[" * 100_000 + "]" * 100_000)
+    with pytest.raises(WeightFileFormatError, match="deep.safetensors.*architecture"):
+        Encoder.load(deep)
+
+
+def test_hostile_metadata_is_one_cli_line(images, weight_file, tmp_path, capsys):
+    from galmorphsearch.scripts.main import main
+
+    cutouts = _cutout_file(images, tmp_path / "cutouts.fits")
+    bad = edit_metadata(weight_file, tmp_path / "badarch.safetensors",
+                        architecture='["resnet18-trimmed"]')
+    status = main(["build-db", str(cutouts), "-o", str(tmp_path / "db.fits"),
+                   "--encoder", str(bad)])
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert len(err.strip().splitlines()) == 1 and "unexpected" not in err, err
+    assert "badarch.safetensors" in err and "architecture" in err
+
+
+@pytest.mark.parametrize("stored", [1, 8, 15])
+def test_shortened_weights_hash_is_refused(weight_file, tmp_path, stored):
+    """A hash cut short would let most edits of the tensors through: it is refused."""
+    from galmorphsearch.model import Encoder, read_weights_metadata
+    from galmorphsearch.utils import WeightFileFormatError
+
+    digest = read_weights_metadata(weight_file)["weights_hash"]
+    assert len(digest) == 16
+    path = edit_metadata(weight_file, tmp_path / "short.safetensors",
+                         weights_hash=digest[:stored])
+    with pytest.raises(WeightFileFormatError, match="short.safetensors.*weights_hash"):
+        Encoder.load(path)
+    Encoder.load(edit_metadata(weight_file, tmp_path / "same.safetensors"))  # intact: loads
+
+
+@pytest.mark.parametrize("tensor", ["huge", "scalar", "matrix of zero width"])
+def test_state_dict_projection_of_absurd_size_is_refused(tmp_path, tensor):
+    """from_state_dict_file takes latent_dim from the file's projection layer: checked first."""
+    from galmorphsearch.model import Encoder
+    from galmorphsearch.utils import WeightFileFormatError
+
+    weight = {"huge": torch.zeros(10**13, 0), "scalar": torch.tensor(3.0),
+              "matrix of zero width": torch.zeros(5, 0)}[tensor]
+    path = tmp_path / "proj.pt"
+    torch.save({"projection.weight": weight, "projection.bias": torch.zeros(1)}, path)
+    with pytest.raises(WeightFileFormatError, match="proj.pt.*projection.weight") as info:
+        Encoder.from_state_dict_file(path, architecture="vgg-small", input_size=32)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("reader", ["from_state_dict_file", "load_backbone_weights"])
+def test_state_dict_with_names_that_are_not_strings_is_refused(tmp_path, reader):
+    from galmorphsearch.model import Encoder
+    from galmorphsearch.utils import WeightFileFormatError
+
+    path = tmp_path / "keys.pt"
+    torch.save({1: torch.zeros(2), "features.0.weight": torch.zeros(2)}, path)
+    with pytest.raises(WeightFileFormatError, match="keys.pt.*not a string"):
+        if reader == "from_state_dict_file":
+            Encoder.from_state_dict_file(path, architecture="vgg-small", input_size=32)
+        else:
+            Encoder("vgg-small", input_size=32).load_backbone_weights(path)
+
+
+def _short_refusal(error, name, payload="exec"):
+    text = str(error)
+    assert name in text and "not allowed" in text and payload in text, text
+    assert "\n" not in text and "\x1b" not in text and len(text) < 400, text
+    # never tells the user how to run the payload
+    assert "weights_only=False" not in text.replace(" ", "") and "safe_globals" not in text
+
+
+@ignore_torch_env_warning
+@pytest.mark.parametrize("layout", ["zip", "legacy", "pickle"])
+@pytest.mark.parametrize("reader", ["from_state_dict_file", "load_backbone_weights"])
+def test_malicious_weight_file_is_one_short_line(tmp_path, monkeypatch, reader, layout):
+    from galmorphsearch.model import Encoder
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "pwned"
+    evil = malicious_checkpoint(tmp_path / "evil.pt", marker, layout)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        if reader == "from_state_dict_file":
+            Encoder.from_state_dict_file(evil, architecture="vgg-small", input_size=32)
+        else:
+            Encoder("vgg-small", input_size=32).load_backbone_weights(evil)
+    assert not marker.exists(), "code from the weight file ran"
+    # a plain pickle of a tensor refers to torch's own pickling helper first
+    _short_refusal(info.value, "evil.pt", "exec" if layout != "pickle" else "_load_from_bytes")
+
+
+@ignore_torch_env_warning
+def test_malicious_init_weights_is_one_short_cli_line(images, tmp_path, monkeypatch, capsys):
+    from galmorphsearch.scripts.main import main
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    cutouts = _cutout_file(images, tmp_path / "cutouts.fits")
+    marker = tmp_path / "pwned"
+    evil = malicious_checkpoint(tmp_path / "evil.pt", marker, "zip")
+    status = main(["train", str(cutouts), "-o", str(tmp_path / "e.safetensors"),
+                   "--input-size", "32", "--epochs", "1", "--init-weights", str(evil)])
+    err = capsys.readouterr().err
+    assert not marker.exists(), "code from the weight file ran"
+    assert status == 1, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    _short_refusal(err.strip(), "evil.pt")
+
+
+def test_protocol_4_pickle_is_refused_quietly(tmp_path):
+    """A pickle the safe loader cannot parse is refused without torch's warning or advice."""
+    from galmorphsearch.model import Encoder
+    from galmorphsearch.utils import WeightFileFormatError
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "p4.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"x": _Payload(marker)}, f, protocol=4)
+    with pytest.raises(WeightFileFormatError) as info:  # and no warning (filterwarnings=error)
+        Encoder.from_state_dict_file(path)
+    text = str(info.value)
+    assert not marker.exists()
+    assert "p4.pt" in text and "\n" not in text and "weights_only=False" not in text, text
+
+
+@pytest.mark.parametrize("name", ["AutoencoderModule", "ClassifierModule", "ContrastiveModule"])
+def test_load_from_checkpoint_refuses_hparams_file(genuine, tmp_path, name):
+    """A YAML hyper-parameter file would be read with yaml.full_load: refused."""
+    import galmorphsearch.model as model
+
+    hparams = tmp_path / "h.yaml"
+    hparams.write_text("name: !!python/name:os.system\nlearning_rate: 0.01\n")
+    with pytest.raises(ValueError, match="hparams_file.*checkpoint") as info:
+        getattr(model, name).load_from_checkpoint(genuine, hparams_file=hparams)
+    assert "\n" not in str(info.value)
+    if name == "ClassifierModule":  # what the message advises instead works
+        module = model.ClassifierModule.load_from_checkpoint(genuine, dropout=0.25)
+        assert module.hparams.dropout == 0.25
