@@ -144,13 +144,32 @@ def fits_truncation(path):
     return None
 
 
+#: The first bytes of the compressed files astropy would decompress by itself.
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"\x1f\x9d": "LZW (.Z)", b"BZh": "bzip2",
+               b"PK\x03\x04": "zip", b"\xfd7zXZ\x00": "xz"}
+
+
 def _check_whole(path):
-    """Raise a `DatabaseFormatError` saying so if the FITS file is truncated."""
+    """
+    Raise a `DatabaseFormatError` saying so if the file is truncated, or
+    does not start as FITS (a compressed file is named as such: astropy
+    would decompress all of it into memory, with no bound on its size).
+    """
     reason = fits_truncation(path)
     if reason is not None:
         if reason.startswith("it is empty"):
             raise _format_error(path, reason)
         raise _format_error(path, f"it is truncated ({reason})")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head != b"SIMPLE  =":
+        kind = next((name for magic, name in _COMPRESSED.items() if head.startswith(magic)),
+                    None)
+        if kind is not None:
+            raise _format_error(path, f"it is a {kind}-compressed file; a database file is "
+                                "never compressed: decompress it and read the result")
+        raise _format_error(path, "it is neither FITS (it does not start with 'SIMPLE  =') "
+                            "nor HDF5")
 
 
 def _no_latents_hdu(path, hdulist):
@@ -641,6 +660,8 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
             data = _hdu_data_bytes(piece)
             datasum = ones_complement_sum(data, datasum)
             f.write(data)
+        for it in chunks.values():
+            next(it, None)  # the end of each pass: a file source checks its LATHASH there
         f.write(b"\0" * ((-n * row_bytes) % 2880))
         lathash = hasher.hexdigest()
         header["LATHASH"] = lathash

@@ -16,6 +16,10 @@ Layout of a file:
 - one dataset per other column (``/objid``, ``/ra``, ...; strings as
   fixed-length UTF-8), with ``description`` and ``unit`` attributes;
 - ``/_masks/<name>``: the mask of a column with masked values.
+
+A database file keeps all its data in itself: a file with an external link,
+a dataset in external storage or a virtual dataset (HDF5 features that read
+other files) is refused when it is opened.
 """
 
 import os
@@ -111,7 +115,57 @@ def _open(path):
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise _format_error(path, f"its root has no format = {FORMAT!r} attribute")
+    try:
+        reason = _foreign_data(f)
+    except Exception as exc:  # a damaged file
+        f.close()
+        raise _format_error(path, f"its structure cannot be read ({exc})") from exc
+    if reason is not None:
+        f.close()
+        raise _format_error(path, f"{reason}. A database file keeps all its data in "
+                            "itself; reading this one would read other files")
     return f
+
+
+def _foreign_data(f):
+    """
+    What in an open HDF5 file would make HDF5 read other files, or None.
+
+    Every link of the file is looked at (hard links to groups are followed
+    once each; soft links name paths of the file itself): an external link,
+    a dataset whose data are in external storage, and a virtual dataset
+    (made of datasets of other files, or of this one) are reported.
+    """
+    import h5py
+
+    seen = {f.id}  # group ids compare (and hash) by file and object
+    groups = [("", f)]
+    while groups:
+        prefix, group = groups.pop()
+        for key in group:
+            name = f"{prefix}{key}"
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                continue
+            if isinstance(link, h5py.ExternalLink):
+                return (f"{name!r} is an external link to {link.path!r} in the other file "
+                        f"{link.filename!r}")
+            if not isinstance(link, h5py.HardLink):
+                return f"{name!r} is a link of a kind HDF5 resolves elsewhere"
+            obj = group[key]
+            if isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    sources = sorted({source.file_name for source in obj.virtual_sources()})
+                    return (f"its dataset {name!r} is virtual (made of data that HDF5 reads "
+                            f"from the file(s) {', '.join(map(repr, sources))})")
+                if obj.external:
+                    files = sorted({str(entry[0]) for entry in obj.external})
+                    return (f"its dataset {name!r} uses external storage (its data are in the "
+                            f"other file(s) {', '.join(map(repr, files))})")
+            elif isinstance(obj, h5py.Group) and obj.id not in seen:
+                seen.add(obj.id)
+                groups.append((f"{name}/", obj))
+    return None
 
 
 def _attr_value(value):

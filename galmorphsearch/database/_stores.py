@@ -478,21 +478,38 @@ class _FileSource(LatentSource):
         """
         The ``LATHASH`` of the file's latents, checked against the value it records.
 
-        Computed once, with one pass over the latents (unless the database
-        that read the file checked it already, as it read them).
+        Computed once, with one pass over the latents, unless that was done
+        already: by the database that read the file, as it read them, or by
+        the first complete pass of `iter_chunks` (which hashes the
+        ``latent`` column as it reads it).
 
         Raises
         ------
         ~galmorphsearch.utils.DatabaseFormatError
             If the latents do not match the ``LATHASH`` the file records.
         """
-        if not self._lathash_checked:
-            computed = latent_hash(self)
-            recorded = self._lathash
-            if recorded is not None and str(recorded).strip() != computed:
-                raise lathash_mismatch(self.path, str(recorded).strip(), computed)
-            self._lathash, self._lathash_checked = computed, True
+        if not self._lathash_checked and self.column == "latent":
+            for _ in self.iter_chunks(default_chunk_rows(self)):
+                pass  # hashed and checked by the pass itself
+        if not self._lathash_checked:  # another column
+            self._settle_lathash(latent_hash(self))
         return self._lathash
+
+    def _pass_hasher(self):
+        """A hasher for a pass over the latents, or None when their hash is known."""
+        return None if self._lathash_checked or self.column != "latent" else LatentHasher()
+
+    def _settle_lathash(self, computed):
+        """
+        Check ``computed``, the hash of all the latents as read, against the
+        ``LATHASH`` the file records, and remember it.
+        """
+        if self._lathash_checked:
+            return
+        recorded = self._lathash
+        if recorded is not None and str(recorded).strip() != computed:
+            raise lathash_mismatch(self.path, str(recorded).strip(), computed)
+        self._lathash, self._lathash_checked = computed, True
 
     @property
     def dim(self):
@@ -619,6 +636,7 @@ class FITSLatents(_FileSource):
         raw = bytearray(n_rows * self._row_bytes)
         out = np.empty((n_rows, self._dim), dtype=np.float32)
         record = self._record_dtype()
+        hasher = self._pass_hasher()
         with open(self.path, "rb", buffering=0) as f:
             _advise_sequential(f)
             f.seek(self._data_offset)
@@ -626,9 +644,14 @@ class FITSLatents(_FileSource):
                 n = min(rows, len(self) - start)
                 _read_exactly(f, memoryview(raw)[:n * self._row_bytes], self.path)
                 chunk = out[:n]
-                np.copyto(chunk, np.frombuffer(raw, dtype=record, count=n)["latent"])
+                stored = np.frombuffer(raw, dtype=record, count=n)["latent"]
+                np.copyto(chunk, stored)
                 self._check_rows(chunk, start)
+                if hasher is not None:
+                    hasher.update(stored)
                 yield start, chunk
+        if hasher is not None:  # a complete pass checks LATHASH before it ends
+            self._settle_lathash(hasher.hexdigest())
         self._validated = True
 
     def take(self, indices):
@@ -723,6 +746,7 @@ class HDF5Latents(_FileSource):
         # 0.27 s for 200,000 x 512 values on the development machine).
         raw = (np.empty((n_rows, self._dim), dtype=np.float16)
                if self._dtype == np.float16 else None)
+        hasher = self._pass_hasher()
         with self._open() as f:
             dset = f[self.column]
             for start in range(0, len(self), rows):
@@ -738,7 +762,11 @@ class HDF5Latents(_FileSource):
                 if raw is not None:
                     np.copyto(chunk, raw[:n])
                 self._check_rows(chunk, start)
+                if hasher is not None:
+                    hasher.update(chunk if raw is None else raw[:n])
                 yield start, chunk
+        if hasher is not None:  # a complete pass checks LATHASH before it ends
+            self._settle_lathash(hasher.hexdigest())
         self._validated = True
 
     def take(self, indices):

@@ -481,8 +481,8 @@ class LatentDatabase:
         ------
         ~galmorphsearch.utils.DatabaseFormatError
             For an HDF5 file read with ``memmap=True`` (whose latents are
-            only hashed when the hash is first asked for) whose latents do
-            not match the ``LATHASH`` it records.
+            only hashed by the first complete pass over them) whose latents
+            do not match the ``LATHASH`` it records.
         """
         value = self._lathash
         if value is None:
@@ -588,9 +588,10 @@ class LatentDatabase:
         ``path``, see `~galmorphsearch.utils.remove_stale_temporaries`).
         The write holds the lock file ``path + '.lock'`` (see
         `~galmorphsearch.utils.file_lock`), so writes and appends to one
-        file by several processes take turns. The latents of a database
-        read with ``memmap=True`` are copied from its file chunk by chunk,
-        never all in memory.
+        file by several processes take turns. A ``path`` that is a symbolic
+        link writes the file it points to, under that file's lock, and
+        stays a link. The latents of a database read with ``memmap=True``
+        are copied from its file chunk by chunk, never all in memory.
 
         Parameters
         ----------
@@ -713,8 +714,10 @@ class LatentDatabase:
             ``HSIMN``) against its ``h_similarity`` column. Reading a file
             into memory, or a FITS file with ``memmap=True``, hashes the
             latents as they are read (no extra pass over the file); an HDF5
-            file read with ``memmap=True`` hashes them, with one pass, when
-            `lathash` is first asked for (a search index does). `False`
+            file read with ``memmap=True`` hashes them in the first complete
+            pass over them, and raises there if they do not match (the
+            first search, `latents`, `lathash` or `write` makes that pass;
+            rows taken one by one before it are not checked). `False`
             ignores the recorded values instead (the hash is computed from
             the latents when needed, the statistics from the column): a way
             to read a file whose latents or column were changed on purpose,

@@ -25,6 +25,7 @@ says how to remove the file.
 
 import contextlib
 import json
+import math
 import os
 import socket
 import threading
@@ -49,6 +50,9 @@ UNREADABLE_AGE = 600.0
 #: Seconds after which the guard of a lock being broken is itself stale.
 _BREAK_GRACE = 30.0
 
+#: The largest process id there can be (``pid_t`` is a signed 32-bit integer).
+MAX_PID = 2**31 - 1
+
 # Locks held by this process: lock path -> [thread ident, depth, token]; and
 # the tokens of locks this process is creating or holds (a lock file with
 # this process's pid but an unknown token is a leftover of an earlier
@@ -62,6 +66,10 @@ def lock_path(path):
     """
     The lock file of ``path``: ``<path>.lock`` in the same folder.
 
+    Symbolic links are resolved first (`os.path.realpath`): a file and the
+    links to it share one lock, ``<file the links point to>.lock``, as
+    they share one content.
+
     Parameters
     ----------
     path : str or path-like
@@ -71,14 +79,14 @@ def lock_path(path):
     -------
     lock : `pathlib.Path`
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))
     return path.with_name(path.name + ".lock")
 
 
 @contextlib.contextmanager
 def file_lock(path, timeout=DEFAULT_LOCK_TIMEOUT):
     """
-    Hold the exclusive lock of ``path`` (the file ``<path>.lock``).
+    Hold the exclusive lock of ``path`` (the file ``<path>.lock``, see `lock_path`).
 
     Processes and threads that lock the same path run one at a time; the
     same thread may take a lock it holds again (the lock is released when
@@ -176,21 +184,27 @@ def pid_alive(pid):
     """
     Whether process ``pid`` of this host runs (`True` when it cannot be told).
 
-    Windows has no signal 0 (``os.kill`` would end the process): every
-    process counts as running there.
+    A number that cannot be a process id (not a positive integer up to
+    `MAX_PID`) is no running process. Windows has no signal 0 (``os.kill``
+    would end the process): every other process counts as running there.
     """
-    if pid <= 0:
+    if not valid_pid(pid):
         return False
     if os.name == "nt":  # pragma: no cover - POSIX is tested
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except OSError:  # PermissionError: another user's process
         return True
     # A zombie (ended, not yet reaped by its parent) no longer runs.
     return _process_state(pid) != b"Z"
+
+
+def valid_pid(pid):
+    """Whether ``pid`` can be a process id: an integer from 1 to `MAX_PID`."""
+    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= MAX_PID
 
 
 def _process_state(pid):
@@ -222,6 +236,11 @@ def _read_owner(lock):
     ``(owner, identity)`` of a lock file: its record (a dict, or None when
     unreadable) and ``(inode, size, mtime)`` to tell it from a newer one;
     ``(None, None)`` when there is no lock file.
+
+    A record this package cannot have written (no JSON object, a process id
+    that is not a possible one, a host that is not a string) is unreadable;
+    a ``time`` that is not a representable date, or a ``token`` that is not
+    a string, is unknown (None).
     """
     try:
         with open(lock, "rb") as f:
@@ -232,14 +251,28 @@ def _read_owner(lock):
     identity = (st.st_ino, st.st_size, st.st_mtime_ns)
     try:
         owner = json.loads(raw.decode("utf-8"))
-        if not isinstance(owner, dict):
-            owner = None
-        else:
-            owner["pid"] = int(owner["pid"])
-            owner["host"] = str(owner["host"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         owner = None
+    if not (isinstance(owner, dict) and valid_pid(owner.get("pid"))
+            and isinstance(owner.get("host"), str)):
+        return None, identity
+    if not isinstance(owner.get("token"), str):
+        owner["token"] = None
+    owner["time"] = _valid_time(owner.get("time"))
     return owner, identity
+
+
+def _valid_time(value):
+    """``value`` if it is a time (seconds since the epoch) that is a date, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        if not math.isfinite(value):
+            return None
+        time.localtime(value)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return value
 
 
 def _stale_reason(owner, identity, unreadable_since):
@@ -280,9 +313,9 @@ def _stale_reason(owner, identity, unreadable_since):
 def _describe(owner):
     if owner is None:
         return "held by a process that did not record itself"
-    when = owner.get("time")
+    when = _valid_time(owner.get("time"))
     since = ""
-    if isinstance(when, (int, float)):
+    if when is not None:
         since = " since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
     where = owner["host"]
     boot = owner.get("boot")

@@ -2,6 +2,7 @@
 """Safe file writing: never overwrite by accident, never leave half a file."""
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -11,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from ._lock import file_lock, host_identity, lock_path, pid_alive
+from ._lock import file_lock, host_identity, lock_path, pid_alive, valid_pid
 
 __all__ = ["atomic_path", "remove_stale_temporaries", "file_lock", "lock_path"]
 
@@ -22,6 +23,13 @@ STALE_TEMPORARY_AGE = 86400.0
 # Temporary files this process is writing (never removed as leftovers).
 _active = set()
 _active_guard = threading.Lock()
+
+# Errors of os.link that mean "no hard links here" (some network, FAT and
+# FUSE file systems): a new file is then renamed into place instead.
+_NO_HARD_LINKS = frozenset(
+    getattr(errno, name) for name in ("EPERM", "EXDEV", "EINVAL", "ENOSYS", "ENOTSUP",
+                                      "EOPNOTSUPP", "EMLINK")
+    if hasattr(errno, name))
 
 
 @contextlib.contextmanager
@@ -36,6 +44,14 @@ def atomic_path(path, overwrite=False):
     process wrote it: a write killed before it could remove it (``kill
     -9``, a crash, a power cut) leaves it behind, and the next write to
     ``path`` removes it (see `remove_stale_temporaries`).
+
+    A ``path`` that is a symbolic link writes the file it points to (the
+    temporary file lives beside that file, and the link stays a link).
+    Without ``overwrite``, the new file is published with a hard link
+    (`os.link`), which fails if a file of that name appeared during the
+    write: a file another process wrote meanwhile is never replaced. Where
+    the file system has no hard links, the name is checked again just
+    before the rename.
 
     Parameters
     ----------
@@ -52,7 +68,9 @@ def atomic_path(path, overwrite=False):
     Raises
     ------
     FileExistsError
-        If ``path`` exists and ``overwrite`` is `False`.
+        If ``path`` exists and ``overwrite`` is `False`, when the write
+        starts or when it ends (another process wrote it meanwhile: its
+        file is kept, this one is dropped).
 
     Examples
     --------
@@ -66,11 +84,13 @@ def atomic_path(path, overwrite=False):
     if path.exists() and not overwrite:
         msg = f"{path} already exists; pass overwrite=True to replace it"
         raise FileExistsError(msg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):  # housekeeping never stops a write
-        remove_stale_temporaries(path)
+    target = _link_target(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Housekeeping never stops a write.
+    with contextlib.suppress(OSError, ValueError, OverflowError):
+        remove_stale_temporaries(target)
     while True:
-        tmp = path.with_name(_temp_name(path))
+        tmp = target.with_name(_temp_name(target))
         try:
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:  # pragma: no cover - 32 random bits
@@ -87,15 +107,51 @@ def atomic_path(path, overwrite=False):
             raise OSError(msg)
         # Some writers create files readable by their owner only; the result gets
         # the mode of the file it replaces, or the one the umask gives new files.
-        mode = (stat.S_IMODE(path.stat().st_mode) if path.exists()
+        mode = (stat.S_IMODE(target.stat().st_mode) if target.exists()
                 else 0o666 & ~_current_umask())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _publish_new(tmp, target, path)
     finally:
         with _active_guard:
             _active.discard(tmp.name)
         if tmp.exists():
             tmp.unlink()
+
+
+def _link_target(path):
+    """The file ``path`` stands for: itself, or where the symbolic link it is points to."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _publish_new(tmp, target, path):
+    """
+    Give the finished temporary file ``tmp`` the name ``target``, which must
+    not exist (``path``, the name the caller gave, is the one reported).
+    """
+    try:
+        os.link(tmp, target)  # atomic, and fails if target exists
+    except OSError as exc:
+        if _same_file(tmp, target):
+            return  # linked, though the call said otherwise (a retried NFS request)
+        if not isinstance(exc, FileExistsError) and exc.errno not in _NO_HARD_LINKS:
+            raise
+        if isinstance(exc, FileExistsError) or os.path.lexists(target):
+            msg = (f"{path} was not written: another process wrote it meanwhile (it did not "
+                   "exist when this write began); its file is kept. Pass overwrite=True to "
+                   "replace it.")
+            raise FileExistsError(msg) from None
+        os.replace(tmp, target)  # no hard links here: checked just before
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def remove_stale_temporaries(path, max_age=STALE_TEMPORARY_AGE):
@@ -116,7 +172,10 @@ def remove_stale_temporaries(path, max_age=STALE_TEMPORARY_AGE):
       (``.<name>.<8 random characters>.tmp<suffix>``) and is older than
       ``max_age``.
 
-    The temporary files of writes still running are kept.
+    The temporary files of writes still running are kept, and so are those
+    of this host whose process id cannot be one (a planted name) until they
+    are older than ``max_age``. A ``path`` that is a symbolic link stands
+    for the file it points to, beside which its temporaries are written.
 
     Parameters
     ----------
@@ -137,7 +196,7 @@ def remove_stale_temporaries(path, max_age=STALE_TEMPORARY_AGE):
     >>> remove_stale_temporaries("database.fits")  # doctest: +SKIP
     [PosixPath('.database.fits.3f2a9c1e_41877_0b6d2e9a.tmp.fits')]
     """
-    path = Path(path)
+    path = _link_target(path)
     name, suffix = re.escape(path.name), re.escape(path.suffix)
     current = re.compile(rf"\.{name}\.([0-9a-f]{{8}})_(\d+)_[0-9a-f]{{8}}\.tmp{suffix}")
     legacy = re.compile(rf"\.{name}\.[a-z0-9_]{{8}}\.tmp{suffix}")
@@ -158,8 +217,13 @@ def remove_stale_temporaries(path, max_age=STALE_TEMPORARY_AGE):
             age = now - entry.stat(follow_symlinks=False).st_mtime
         except FileNotFoundError:
             continue
+        pid = None
         if match is not None and match.group(1) == here:
-            pid = int(match.group(2))
+            with contextlib.suppress(ValueError):
+                pid = int(match.group(2))
+            if not valid_pid(pid):
+                pid = None  # no process's: judged by age, like another host's
+        if pid is not None:
             stale = pid == os.getpid() or not pid_alive(pid)  # our own ones are _active
         else:
             stale = age > max_age

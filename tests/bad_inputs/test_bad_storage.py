@@ -12,8 +12,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -430,3 +432,321 @@ def test_killed_write_leaves_a_recognisable_temporary(tmp_path):
     with atomic_path(path) as tmp:
         tmp.write_bytes(b"whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fits"]
+
+
+# ----------------------------------------------------------------------
+# 6. writes through a symbolic link write its target, under the target's lock
+def test_append_through_a_symlink_writes_its_target(db, tmp_path):
+    from galmorphsearch.utils import file_lock, lock_path
+
+    path = tmp_path / "db.fits"
+    db.write(path)
+    link = tmp_path / "link.fits"
+    link.symlink_to("db.fits")
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    far = away / "far.fits"  # a link in another folder, relative to it
+    far.symlink_to(os.path.join("..", "db.fits"))
+    real = Path(os.path.realpath(tmp_path))
+    assert lock_path(link) == lock_path(far) == lock_path(path) == real / "db.fits.lock"
+    LatentDatabase.append_to_file(link, LatentDatabase(make_table(n=3, seed=1, start=100)))
+    LatentDatabase.append_to_file(far, LatentDatabase(make_table(n=2, seed=2, start=200)))
+    LatentDatabase.append_to_file(path, LatentDatabase(make_table(n=1, seed=3, start=300)))
+    assert link.is_symlink() and far.is_symlink()
+    assert len(LatentDatabase.read(path)) == len(db) + 6
+    assert len(LatentDatabase.read(link)) == len(db) + 6
+    # One lock for the file, whichever name a writer uses (held here by another thread).
+    taken, done = threading.Event(), threading.Event()
+
+    def hold():
+        with file_lock(path):
+            taken.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert taken.wait(30)
+        with pytest.raises(DatabaseLockedError, match=r"link\.fits.*db\.fits\.lock"):
+            db.write(link, overwrite=True, lock_timeout=0)
+    finally:
+        done.set()
+        holder.join()
+    # Every writer (atomic_path) replaces the target and keeps the link.
+    text = tmp_path / "notes.txt"
+    text.write_text("old")
+    os.chmod(text, 0o640)
+    (away / "notes-link.txt").symlink_to(text)
+    with atomic_path(away / "notes-link.txt", overwrite=True) as tmp:
+        assert tmp.parent == real  # beside the target: the rename is atomic
+        tmp.write_text("new")
+    assert (away / "notes-link.txt").is_symlink() and text.read_text() == "new"
+    assert stat_mode(text) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.fits", "elsewhere", "link.fits",
+                                                          "notes.txt"]
+    assert sorted(p.name for p in away.iterdir()) == ["far.fits", "notes-link.txt"]
+    # A dangling link makes its target, like open() would.
+    (tmp_path / "dangling.fits").symlink_to("new.fits")
+    db.write(tmp_path / "dangling.fits")
+    assert (tmp_path / "dangling.fits").is_symlink() and len(LatentDatabase.read(
+        tmp_path / "new.fits")) == len(db)
+
+
+def stat_mode(path):
+    import stat
+
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+# ----------------------------------------------------------------------
+# 7. overwrite=False holds up to the last moment
+def test_file_made_meanwhile_is_never_replaced(tmp_path):
+    path = tmp_path / "out.txt"
+    with pytest.raises(FileExistsError,
+                       match=r"out\.txt.*another process wrote it meanwhile") as info:
+        with atomic_path(path) as tmp:
+            tmp.write_text("mine")
+            path.write_text("theirs")  # another writer finishes first
+    assert isinstance(info.value, OSError)
+    assert path.read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary left
+    # A new file gets the mode the umask gives, as before.
+    mask = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "new.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(mask)
+    assert stat_mode(tmp_path / "new.txt") == 0o640
+    assert (tmp_path / "new.txt").stat().st_nlink == 1
+
+
+def test_no_hard_links_falls_back_to_rename_checked_just_before(tmp_path, monkeypatch):
+    import errno
+
+    def no_links(src, dst, *args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "out.txt"
+    with atomic_path(path) as tmp:
+        tmp.write_text("mine")
+    assert path.read_text() == "mine"
+    with pytest.raises(FileExistsError, match=r"out2\.txt.*another process wrote it meanwhile"):
+        with atomic_path(tmp_path / "out2.txt") as tmp:
+            tmp.write_text("mine")
+            (tmp_path / "out2.txt").write_text("theirs")
+    assert (tmp_path / "out2.txt").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "out2.txt"]
+
+
+# ----------------------------------------------------------------------
+# 8. planted files with impossible values do not block writes
+def test_temporary_with_an_impossible_pid_does_not_block_writes(db, tmp_path):
+    path = tmp_path / "db.fits"
+    huge = _leftover(path, 99999999999999999999)
+    negative = path.with_name(huge.name.replace("99999999999999999999", "0"))
+    negative.write_bytes(b"half")
+    db.write(path)  # no OverflowError
+    assert huge.exists()  # not ours to judge by pid: kept while fresh
+    assert remove_stale_temporaries(path) == []
+    old = time.time() - 3 * 86400
+    os.utime(huge, (old, old))
+    db.write(path, overwrite=True)
+    assert not huge.exists()
+    assert len(LatentDatabase.read(path)) == len(db)
+
+
+def test_pid_alive_of_an_impossible_pid():
+    from galmorphsearch.utils._lock import pid_alive
+
+    for pid in (2**31, 2**70, -1, 0):
+        assert pid_alive(pid) is False
+
+
+def _raw_lock(path, text, age=0.0):
+    lock = path.with_name(path.name + ".lock")
+    lock.write_text(text)
+    if age:
+        then = time.time() - age
+        os.utime(lock, (then, then))
+    return lock
+
+
+@pytest.mark.parametrize("record", [
+    {"pid": 2**70},
+    {"pid": 2**31},
+    {"pid": "12"},
+    {"pid": True},
+    '{"pid": 1e400, "host": "HOST"}',
+    '[' * 3000,
+], ids=["pid-2**70", "pid-2**31", "pid-string", "pid-bool", "pid-1e400", "deep-json"])
+def test_lock_with_an_impossible_owner_is_unreadable(db, tmp_path, record):
+    path = tmp_path / "db.fits"
+    db.write(path)
+    if isinstance(record, dict):
+        text = json.dumps({**record, "host": socket.gethostname(), "time": time.time()})
+    else:
+        text = record.replace("HOST", socket.gethostname())
+    lock = _raw_lock(path, text)
+    with pytest.raises(DatabaseLockedError, match=r"db\.fits\.lock is held by a process that "
+                                                  "did not record itself"):
+        db.write(path, overwrite=True, lock_timeout=0)
+    # The rules of unreadable locks: broken once old.
+    lock = _raw_lock(path, text, age=3600)
+    with pytest.warns(GalMorphSearchWarning, match="stale lock file .*owner cannot be read"):
+        LatentDatabase.append_to_file(path, LatentDatabase(make_table(n=1, start=50)),
+                                      lock_timeout=0)
+    assert not lock.exists()
+
+
+@pytest.mark.parametrize("when", ["1e300", "-1e300", "NaN", "Infinity", "true"])
+def test_lock_with_an_impossible_time_is_described_without_it(db, tmp_path, when):
+    path = tmp_path / "db.fits"
+    _raw_lock(path, f'{{"pid": 1, "host": "elsewhere.example.org", "time": {when}}}')
+    with pytest.raises(DatabaseLockedError,
+                       match=r"held by process 1 on host elsewhere\.example\.org \(waited"):
+        db.write(path, lock_timeout=0)
+
+
+def test_lock_with_an_odd_token_of_this_pid(db, tmp_path):
+    path = tmp_path / "db.fits"
+    db.write(path)
+    lock = _raw_lock(path, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                       "token": [1, 2]}))
+    with pytest.warns(GalMorphSearchWarning, match=r"stale lock file .*this process's id"):
+        db.write(path, overwrite=True, lock_timeout=0)
+    assert not lock.exists()
+
+
+# ----------------------------------------------------------------------
+# 9. HDF5 features that read other files are refused
+def _hdf5_variant(db, tmp_path, name, edit):
+    path = tmp_path / name
+    db.write(path)
+    with h5py.File(path, "a") as f:
+        edit(f)
+    return path
+
+
+def test_hdf5_reading_other_files_is_refused(db, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP SECRET password " * 4)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["catalog"] = np.array([b"XYZ"] * len(db))
+
+    def external_storage(f):
+        del f["catalog"]
+        f.create_dataset("catalog", (len(db),), "S3",
+                         external=[(str(secret), 0, h5py.h5f.UNLIMITED)])
+
+    def external_latents(f):
+        data = f["latent"][()]
+        raw = tmp_path / "latents.bin"
+        raw.write_bytes(data.astype("<f4").tobytes())
+        del f["latent"]
+        f.create_dataset("latent", data.shape, "<f4", external=[(str(raw), 0, data.nbytes)])
+
+    def virtual(f):
+        layout = h5py.VirtualLayout(shape=(len(db),), dtype="S3")
+        layout[:] = h5py.VirtualSource(str(other), "catalog", shape=(len(db),))
+        del f["catalog"]
+        f.create_virtual_dataset("catalog", layout)
+
+    def external_link(f):
+        del f["catalog"]
+        f["catalog"] = h5py.ExternalLink(str(other), "catalog")
+
+    def hidden(f):  # not a column, in a group of its own
+        f.create_dataset("extra/notes", (4,), "S3",
+                         external=[(str(secret), 0, h5py.h5f.UNLIMITED)])
+
+    cases = {"ext.h5": (external_storage, "'catalog'.*external storage"),
+             "extlat.h5": (external_latents, "'latent'.*external storage"),
+             "virtual.h5": (virtual, "'catalog'.*virtual"),
+             "link.h5": (external_link, "'catalog'.*external link.*other\\.h5"),
+             "hidden.h5": (hidden, "'/?extra/notes'.*external storage")}
+    for name, (edit, what) in cases.items():
+        path = _hdf5_variant(db, tmp_path, name, edit)
+        for memmap in (False, True):
+            with pytest.raises(DatabaseFormatError,
+                               match=rf"{re.escape(name)}.*{what}.*other file"):
+                LatentDatabase.read(path, memmap=memmap)
+    from galmorphsearch.database import HDF5Latents
+
+    with pytest.raises(DatabaseFormatError, match=r"extlat\.h5.*external storage"):
+        HDF5Latents(tmp_path / "extlat.h5")
+    # Links inside the file are its own business.
+    path = _hdf5_variant(db, tmp_path, "soft.h5", lambda f: f.__setitem__(
+        "alias", h5py.SoftLink("/catalog")))
+    assert len(LatentDatabase.read(path)) == len(db)
+
+
+# ----------------------------------------------------------------------
+# 10. memory-mapped HDF5 latents are verified by the first pass over them
+def test_memmapped_hdf5_edited_latents_refused_by_the_first_search(db, tmp_path):
+    from galmorphsearch.search import ExactBackend, SimilaritySearcher
+
+    path = tmp_path / "db.h5"
+    db.write(path)
+    recorded = db.lathash
+    with h5py.File(path, "r+") as f:
+        f["latent"][3, 3] = 7.0
+    mem = LatentDatabase.read(path, memmap=True)  # nothing read yet: no extra pass on open
+    with pytest.raises(DatabaseFormatError, match=rf"db\.h5.*LATHASH {recorded}"):
+        SimilaritySearcher(mem)
+    mem = LatentDatabase.read(path, memmap=True)
+    with pytest.raises(DatabaseFormatError, match=rf"db\.h5.*LATHASH {recorded}"):
+        SimilaritySearcher(mem, backend=ExactBackend(chunk_size=5))
+    mem = LatentDatabase.read(path, memmap=True)
+    with pytest.raises(DatabaseFormatError, match=rf"db\.h5.*LATHASH {recorded}"):
+        mem.latents  # noqa: B018
+    # Intact, the pass that verifies also gives the hash: no second pass.
+    good = tmp_path / "good.h5"
+    db.write(good)
+    mem = LatentDatabase.read(good, memmap=True)
+    SimilaritySearcher(mem)
+    source = mem.latent_source
+    assert source._lathash_checked
+    source.iter_chunks = None  # any further pass would fail
+    assert mem.lathash == recorded
+
+
+def test_memmapped_hdf5_edited_latents_are_not_written_elsewhere(db, tmp_path):
+    # Copying the database (to FITS or HDF5) reads all its latents: the copy
+    # would otherwise record a fresh LATHASH for latents that fail theirs.
+    path = tmp_path / "db.h5"
+    db.write(path)
+    with h5py.File(path, "r+") as f:
+        f["latent"][3, 3] = 7.0
+    for name in ("copy.fits", "copy.h5"):
+        mem = LatentDatabase.read(path, memmap=True)
+        with pytest.raises(DatabaseFormatError, match=r"db\.h5.*LATHASH"):
+            mem.write(tmp_path / name)
+        assert not (tmp_path / name).exists()
+    # Read deliberately (verify=False), it is copied with the hash of what it holds.
+    mem = LatentDatabase.read(path, memmap=True, verify=False)
+    mem.write(tmp_path / "copy.fits")
+    assert LatentDatabase.read(tmp_path / "copy.fits").lathash == mem.lathash != db.lathash
+
+
+def test_compressed_fits_database_is_refused_before_decompression(db, tmp_path):
+    # astropy would decompress the whole stream into memory (a gzip bomb);
+    # the package never writes a compressed database.
+    import bz2
+    import gzip
+
+    path = tmp_path / "db.fits"
+    db.write(path)
+    raw = path.read_bytes()
+    for name, packed, kind in (("gz.fits", gzip.compress(raw), "gzip"),
+                               ("bz.fits", bz2.compress(raw), "bzip2")):
+        (tmp_path / name).write_bytes(packed)
+        for memmap in (False, True):
+            with pytest.raises(DatabaseFormatError,
+                               match=rf"{re.escape(name)}.*{kind}-compressed.*decompress it"):
+                LatentDatabase.read(tmp_path / name, memmap=memmap)
+    (tmp_path / "text.fits").write_text("my notes\n" * 400)
+    with pytest.raises(DatabaseFormatError, match=r"text\.fits.*neither FITS .* nor HDF5"):
+        LatentDatabase.read(tmp_path / "text.fits")
