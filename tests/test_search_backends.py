@@ -151,7 +151,7 @@ def make_table(latent, seed=2, first_objid=5000):
     table["ra"] = rng.uniform(0, 360, n) * u.deg
     table["dec"] = rng.uniform(-30, 30, n) * u.deg
     table["morphology"] = types[type_index]
-    table["type_index"] = type_index
+    table["type_index"] = np.array([0, 5, 6, 9])[type_index]  # their places in GZ2
     table["catalog"] = "gz2"
     table["latent"] = latent
     table["background_latent"] = background

@@ -41,7 +41,7 @@ def make_db(n=400, seed=0, start=0):
         "ra": rng.uniform(0, 360, n),
         "dec": rng.uniform(-30, 30, n),
         "morphology": types[labels % 4],
-        "type_index": labels % 4,
+        "type_index": np.array([0, 5, 6, 9])[labels % 4],
         "catalog": ["test"] * n,
         "latent": latent,
         "background_latent": (latent + rng.normal(size=latent.shape) * 5).astype(np.float32),

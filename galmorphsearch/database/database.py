@@ -230,6 +230,7 @@ class LatentDatabase:
                        f"row(s), objid {_few(np.asarray(table['objid'])[bad_rows])}.")
                 raise ValueError(msg)
         _check_unique_objids(table["objid"])
+        _check_types_and_positions(table, meta["SCHEME"])
         if convert:
             # Read from a file, float16 latents stay float16 (native); any
             # other table gets native float32 latents.
@@ -1108,6 +1109,54 @@ def _check_unique_objids(objids, where="in the catalog"):
     if repeated.size:
         msg = f"Duplicated objid(s) {where}: {_few(repeated)}."
         raise ValueError(msg)
+
+
+def _check_types_and_positions(table, scheme_name):
+    """
+    Refuse rows whose ``type_index`` is not their morphology's position in the
+    scheme, or whose coordinates are impossible.
+
+    Both would be silent garbage: the evaluation compares type indices, the
+    searcher returns morphologies, and a position feeds cross-matches. Only
+    a scheme the package knows can be checked; NaN coordinates are allowed.
+    """
+    from ..catalogs import get_scheme
+
+    objid = np.asarray(table["objid"])
+    try:
+        scheme = get_scheme(str(scheme_name))
+    except ValueError:
+        scheme = None  # a scheme of the user's own: nothing to check against
+    if scheme is not None:
+        index = np.asarray(table["type_index"])
+        if not np.issubdtype(index.dtype, np.integer):
+            msg = f"Column 'type_index' must hold integers; got {index.dtype}."
+            raise ValueError(msg)
+        outside = (index < 0) | (index >= len(scheme))
+        if outside.any():
+            msg = (f"Column 'type_index' holds {_few(np.unique(index[outside]))}, outside the "
+                   f"{len(scheme)} types of the scheme {scheme.name!r} (objid "
+                   f"{_few(objid[outside])}).")
+            raise ValueError(msg)
+        morphology = np.char.strip(np.asarray(table["morphology"]).astype(str))
+        expected = np.asarray(scheme.types)[index]
+        wrong = morphology != expected
+        if wrong.any():
+            first = np.flatnonzero(wrong)[0]
+            msg = (f"Columns 'morphology' and 'type_index' disagree in {int(wrong.sum())} "
+                   f"row(s) (objid {_few(objid[wrong])}): e.g. {str(morphology[first])!r} with "
+                   f"type_index {int(index[first])}, which is {str(expected[first])!r} in the "
+                   f"scheme {scheme.name!r}.")
+            raise ValueError(msg)
+    for name, limit in (("ra", 360.0), ("dec", 90.0)):
+        values = np.asarray(table[name], dtype=np.float64)
+        low = 0.0 if name == "ra" else -limit
+        with np.errstate(invalid="ignore"):
+            bad = np.isinf(values) | (values < low) | (values > limit)
+        if bad.any():
+            msg = (f"Column {name!r} holds {_few(values[bad])}, outside [{low:g}, {limit:g}] "
+                   f"degrees (objid {_few(objid[bad])}).")
+            raise ValueError(msg)
 
 
 def _check_latents(latents, encoder, what, catalog):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+from galmorphsearch.catalogs import GZ2_SCHEME
 from galmorphsearch.database import LatentDatabase
 from galmorphsearch.datasets import get_sample_field_paths
 from galmorphsearch.preprocessing import CutoutSet
@@ -30,7 +31,7 @@ def _small_database(path, n_per_type=3, types=("Er", "Ec", "Sb", "SBc")):
     n = n_per_type * len(types)
     table = Table({"objid": np.arange(n), "ra": np.linspace(0, 1, n), "dec": np.zeros(n),
                    "morphology": np.repeat(types, n_per_type),
-                   "type_index": np.repeat([0, 2, 5, 10][:len(types)], n_per_type),
+                   "type_index": np.repeat([GZ2_SCHEME.index(t) for t in types], n_per_type),
                    "catalog": ["test"] * n,
                    "latent": rng.normal(size=(n, 8)).astype(np.float32),
                    "background_latent": np.zeros((n, 8), np.float32)})

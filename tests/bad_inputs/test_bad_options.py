@@ -86,3 +86,48 @@ def test_trainers_refuse_to_train_nothing(trainer, setting, tmp_path):
     with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
         train(*args, **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+def _table(morphology, type_index, ra=None, dec=None):
+    n = len(morphology)
+    table = Table({"objid": np.arange(n), "ra": np.zeros(n) if ra is None else ra,
+                   "dec": np.zeros(n) if dec is None else dec, "morphology": morphology,
+                   "type_index": type_index, "catalog": ["t"] * n,
+                   "latent": np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32),
+                   "background_latent": np.zeros((n, 4), np.float32)})
+    table.meta.update({"ENCODER": "test", "ENCARCH": "none", "ENCHASH": "0" * 16,
+                       "INSIZE": 8, "LATDIM": 4, "SCHEME": "gz2"})
+    return table
+
+
+@pytest.mark.parametrize(("morphology", "type_index", "message"), [
+    (["Er", "Sc"], [0, 99], "type_index' holds 99, outside the 12 types"),
+    (["Er", "Sc"], [10, 6], "disagree in 1 row.*'Er' with type_index 10, which is 'SBc'"),
+    (["Er", "Nonsense"], [0, 1], "disagree in 1 row.*'Nonsense' with type_index 1"),
+])
+def test_database_refuses_contradictory_types(morphology, type_index, message):
+    with pytest.raises(ValueError, match=message):
+        LatentDatabase(_table(morphology, type_index))
+
+
+def test_database_refuses_impossible_positions(tmp_path):
+    with pytest.raises(ValueError, match="'ra' holds 999.*outside \\[0, 360\\]"):
+        LatentDatabase(_table(["Er", "Sc"], [0, 6], ra=[10.0, 999.0]))
+    with pytest.raises(ValueError, match="'dec' holds -91"):
+        LatentDatabase(_table(["Er", "Sc"], [0, 6], dec=[-91.0, 0.0]))
+    # Unknown positions are allowed.
+    db = LatentDatabase(_table(["Er", "Sc"], [0, 6], ra=[np.nan, 10.0]))
+    assert len(db) == 2
+
+
+def test_edited_types_in_a_file_are_refused_on_read(tmp_path):
+    from astropy.io import fits
+
+    path = tmp_path / "db.fits"
+    LatentDatabase(_table(["Er", "Sc"], [0, 6])).write(path)
+    with fits.open(path) as hdul:
+        hdul["LATENTS"].data["type_index"][1] = 10
+        # Checksums recomputed, as a careless editor's tool would.
+        hdul.writeto(tmp_path / "edited.fits", checksum=True)
+    with pytest.raises(ValueError, match="disagree in 1 row"):
+        LatentDatabase.read(tmp_path / "edited.fits")

@@ -42,7 +42,7 @@ def make_table(n=12, seed=0, start=0):
         "ra": np.linspace(150, 151, n),
         "dec": np.linspace(1, 2, n),
         "morphology": [("Er", "Sb", "SBc", "Sc")[i % 4] for i in range(n)],
-        "type_index": np.arange(n) % 4,
+        "type_index": np.array([0, 5, 10, 6])[np.arange(n) % 4],
         "catalog": ["GZ2"] * n,
         "latent": rng.normal(size=(n, LATDIM)).astype(np.float32),
         "background_latent": rng.normal(size=(n, LATDIM)).astype(np.float32),
@@ -101,7 +101,7 @@ _APPENDER = textwrap.dedent("""
         n = 3
         table = Table({"objid": np.arange(n, dtype=np.int64) + 1000 * (me + 1) + 10 * k,
                        "ra": np.zeros(n), "dec": np.zeros(n), "morphology": ["Sb"] * n,
-                       "type_index": np.zeros(n, int), "catalog": ["x"] * n,
+                       "type_index": np.full(n, 5), "catalog": ["x"] * n,
                        "latent": rng.normal(size=(n, 8)).astype(np.float32),
                        "background_latent": rng.normal(size=(n, 8)).astype(np.float32)})
         table.meta.update(ENCODER="stub", ENCARCH="resnet18", ENCHASH="0123456789abcdef",
