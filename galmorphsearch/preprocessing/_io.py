@@ -5,7 +5,9 @@ import bz2
 import contextlib
 import gzip
 import io
+import itertools
 import lzma
+import math
 import os
 import re
 import warnings
@@ -26,6 +28,21 @@ _COMPRESSIONS = (
     (b"\xfd7zXZ\x00", "xz"),
     (b"PK\x03\x04", "zip"),
 )
+
+# Decompressed FITS content is held in memory, and a few megabytes of gzip
+# can expand to gigabytes (a decompression bomb). A compressed band is
+# therefore decompressed in chunks while its FITS headers are followed, and
+# refused once it yields more than its HDUs need (header blocks plus
+# NAXIS1 x ... x NAXISn x |BITPIX|/8 data bytes each, padded to 2880) plus
+# _TRAILING_BYTES, or, whatever its headers say, more than
+# _MAX_DECOMPRESSED_BYTES (the same limit applies to the image of a
+# tile-compressed HDU). Larger genuine files can be decompressed beforehand:
+# an uncompressed file is read as it is.
+_MAX_DECOMPRESSED_BYTES = 4 * 2**30
+_TRAILING_BYTES = 2**20
+_CHUNK_BYTES = 2**20
+_BLOCK = 2880  # FITS block size
+_CARD = 80  # FITS header card size
 
 # astropy warns about a file shorter than its headers announce, then fails
 # (or not, when only the last padding is missing) when the data are read;
@@ -50,6 +67,9 @@ def _reading_fits():
 
 def _damaged(what, exc):
     """The `ValueError` message for a band whose HDU or data cannot be read."""
+    if isinstance(exc, MemoryError):
+        return (f"{what} is too large to be read into memory "
+                f"({_first_line(exc) if str(exc) else 'MemoryError'})")
     if _DATASUM_FAILED in str(exc):
         return (f"{what} is damaged: its image data fail the DATASUM checksum recorded in "
                 "its header")
@@ -146,6 +166,126 @@ def _compression(path):
     return None
 
 
+def _size(nbytes):
+    """A number of bytes for messages: exact, and in MiB or GiB when large."""
+    if nbytes >= 2**30:
+        return f"{nbytes} bytes ({nbytes / 2**30:.1f} GiB)"
+    if nbytes >= 2**20:
+        return f"{nbytes} bytes ({nbytes / 2**20:.1f} MiB)"
+    return f"{nbytes} bytes"
+
+
+def _hdu_bytes(header):
+    """
+    The size of the data of the HDU with FITS header ``header``, unpadded.
+
+    ``|BITPIX|/8 x GCOUNT x (PCOUNT + NAXIS1 x ... x NAXISn)`` (NAXIS1 left
+    out of the product for random groups), or `None` when the header lacks
+    or garbles one of these keywords.
+    """
+    try:
+        bitpix = int(header["BITPIX"])
+        naxis = int(header["NAXIS"])
+        dims = [int(header[f"NAXIS{k}"]) for k in range(1, naxis + 1)]
+        pcount = int(header.get("PCOUNT", 0))
+        gcount = int(header.get("GCOUNT", 1))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if (bitpix not in (8, 16, 32, 64, -32, -64) or not 0 <= naxis <= 999
+            or any(n < 0 for n in dims) or pcount < 0 or gcount < 0):
+        return None
+    if naxis == 0:
+        return 0
+    if header.get("GROUPS") is True and dims[0] == 0:
+        dims = dims[1:]
+    return abs(bitpix) // 8 * gcount * (pcount + math.prod(dims))
+
+
+class _FitsLayout:
+    """
+    The HDU layout of a FITS byte stream, followed as it is decompressed.
+
+    Call `feed` with all the bytes received so far. ``described`` is the
+    end of the last HDU whose header has been read (header blocks plus
+    padded data); ``end`` is set once the stream is known to hold no
+    further HDU (the block after the last one is not an ``XTENSION``
+    header, or the stream ended); ``broken`` is set when the stream does
+    not parse as FITS headers, and ``not_fits`` when it does not even
+    start with ``SIMPLE``.
+    """
+
+    def __init__(self):
+        self.described = 0
+        self.end = None
+        self.broken = False
+        self.not_fits = False
+        self._scan = 0  # the next header block to search for the END card
+
+    def feed(self, buffer, eof):
+        while self.end is None and not self.broken:
+            start = self.described
+            if len(buffer) < start + _BLOCK:
+                if not eof:
+                    return
+                if start == 0:
+                    self.broken = self.not_fits = True
+                else:
+                    self.end = start
+                return
+            first = bytes(buffer[start:start + 8])
+            if start == 0 and first != b"SIMPLE  ":
+                self.broken = self.not_fits = True
+                return
+            if start > 0 and first != b"XTENSION":
+                self.end = start  # trailing bytes after the last HDU
+                return
+            stop = self._header_end(buffer)
+            if stop is None:
+                if eof:
+                    self.broken = True
+                return
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    header = fits.Header.fromstring(
+                        bytes(buffer[start:stop]).decode("ascii", "replace"))
+            except Exception:  # a header astropy cannot parse
+                self.broken = True
+                return
+            nbytes = _hdu_bytes(header)
+            if nbytes is None:
+                self.broken = True
+                return
+            self.described = self._scan = stop + -(-nbytes // _BLOCK) * _BLOCK
+
+    def _header_end(self, buffer):
+        """The end of the header starting at ``described``, or `None` if unseen."""
+        while self._scan + _BLOCK <= len(buffer):
+            block = self._scan
+            self._scan += _BLOCK
+            for card in range(block, block + _BLOCK, _CARD):
+                if buffer[card:card + 8] == b"END     ":
+                    return self._scan
+        return None
+
+
+@contextlib.contextmanager
+def _decompressed_stream(path, kind):
+    """A binary file object reading the decompressed content of ``path``."""
+    if kind == "zip":
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if not names:
+                msg = "the archive is empty"
+                raise zipfile.BadZipFile(msg)
+            with archive.open(names[0]) as stream:
+                yield stream
+        return
+    opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[kind]
+    with opener(path, "rb") as stream:
+        yield stream
+
+
 def _decompress(path, kind, what):
     """
     The whole decompressed content of a compressed file, checksums verified.
@@ -155,23 +295,64 @@ def _decompress(path, kind, what):
     checked and damaged deflate data decode silently to wrong pixels.
     Reading the stream to its end here makes Python verify every checksum
     (gzip and zip CRC-32, bzip2 block CRCs, xz integrity check).
+
+    The stream is read in chunks while its FITS headers are followed (see
+    `_FitsLayout`), and refused with a `ValueError` as soon as it yields
+    more than its HDUs need plus ``_TRAILING_BYTES``, or more than
+    ``_MAX_DECOMPRESSED_BYTES`` in any case, or its headers describe more
+    than that (a decompression bomb). Of a stream that does not start as a
+    FITS file only the first block is kept (for astropy's own message),
+    the rest being read only to verify its checksum. Running out of
+    memory is a `ValueError` naming the file as well.
     """
+    layout = _FitsLayout()
+    kept = bytearray()
+    total = 0
+    refusal = None
     try:
-        if kind == "zip":
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-                if not names:
-                    msg = "the archive is empty"
-                    raise zipfile.BadZipFile(msg)
-                return archive.read(names[0])
-        opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[kind]
-        with opener(path, "rb") as fh:
-            return fh.read()
+        with _decompressed_stream(path, kind) as stream:
+            while True:
+                chunk = stream.read(_CHUNK_BYTES)
+                total += len(chunk)
+                if not layout.not_fits:
+                    kept += chunk
+                layout.feed(kept, eof=not chunk)
+                if layout.not_fits:
+                    del kept[_BLOCK:]
+                refusal = _refusal(layout, total, what)
+                if refusal or not chunk:
+                    break
+        content = None if refusal else bytes(kept)
+        kept.clear()
+    except MemoryError as exc:
+        msg = (f"{what} cannot be decompressed: it does not fit in memory ("
+               f"{_size(total)} decompressed so far; {exc or 'MemoryError'})")
+        raise ValueError(msg) from exc
     except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
             ValueError) as exc:
         msg = (f"{what} is a damaged {kind} file (its compressed data fail to decompress "
                f"or fail their checksum): {exc or type(exc).__name__}")
         raise ValueError(msg) from exc
+    if refusal:
+        raise ValueError(refusal)
+    return content
+
+
+def _refusal(layout, total, what):
+    """Why a decompressed stream is too large for its FITS headers, or `None` (see above)."""
+    advice = ("refused as a possible decompression bomb (or a damaged file); if the file is "
+              "genuine, decompress it and give the uncompressed file")
+    if layout.described > _MAX_DECOMPRESSED_BYTES:
+        return (f"{what}: its FITS headers describe {_size(layout.described)}, more than "
+                f"the limit of {_size(_MAX_DECOMPRESSED_BYTES)} on decompressed data: "
+                f"{advice}")
+    if layout.end is not None and total > layout.end + _TRAILING_BYTES:
+        return (f"{what} decompresses to more than {_size(layout.end + _TRAILING_BYTES)} "
+                f"while its FITS headers describe {_size(layout.end)}: {advice}")
+    if total > _MAX_DECOMPRESSED_BYTES:
+        return (f"{what} decompresses to more than {_size(_MAX_DECOMPRESSED_BYTES)} (the "
+                f"limit on decompressed data): {advice}")
+    return None
 
 
 def _hdu_data(hdu, what):
@@ -179,20 +360,136 @@ def _hdu_data(hdu, what):
     The data of one image HDU as float64 (`None` if it has none).
 
     Any failure of astropy while reading the data (a file truncated inside
-    its data, a damaged tile-compressed HDU) raises a `ValueError` naming
-    ``what``.
+    its data, a damaged tile-compressed HDU, too little memory) raises a
+    `ValueError` naming ``what``. A tile-compressed image is refused
+    before it is decompressed if it would exceed ``_MAX_DECOMPRESSED_BYTES``
+    or if its HCOMPRESS tiles declare other sizes than their own (see
+    `_check_hcompress_tiles`), and checked after against the ``ZDATASUM``
+    its header may record (see `_check_zdatasum`).
     """
+    compressed = isinstance(hdu, fits.CompImageHDU)
+    if compressed:
+        _check_tile_compressed_size(hdu, what)
+        _check_hcompress_tiles(hdu, what)
     try:
         with _reading_fits():
             data = hdu.data
-            return None if data is None else np.array(data, dtype=np.float64)
+            if data is None:
+                return None
+            values = np.array(data, dtype=np.float64)
     except Exception as exc:  # whatever astropy raises, the file is at fault
         raise ValueError(_damaged(what, exc)) from exc
+    if compressed:
+        _check_zdatasum(hdu, data, what)
+    return values
+
+
+def _check_tile_compressed_size(hdu, what):
+    """Refuse a tile-compressed image larger than ``_MAX_DECOMPRESSED_BYTES``."""
+    try:
+        nbytes = math.prod(int(n) for n in hdu.shape) * abs(int(hdu.header["BITPIX"])) // 8
+    except Exception:  # a garbled header: astropy reports it when reading the data
+        return
+    if nbytes > _MAX_DECOMPRESSED_BYTES:
+        msg = (f"{what} holds a tile-compressed image of {_size(nbytes)} once decompressed, "
+               f"more than the limit of {_size(_MAX_DECOMPRESSED_BYTES)} on decompressed "
+               "data: refused as a possible decompression bomb (or a damaged header); if "
+               "the file is genuine, decompress it (funpack) and give the uncompressed file")
+        raise ValueError(msg)
+
+
+# an HCOMPRESS tile starts with this code, then its two dimensions (int32)
+_HCOMPRESS_MAGIC = b"\xdd\x99"
+
+
+def _check_hcompress_tiles(hdu, what):
+    """
+    Check, before decoding, the size that each HCOMPRESS tile declares.
+
+    astropy's HCOMPRESS decoder (from CFITSIO) reads a tile's dimensions
+    from the compressed stream itself and writes that many pixels into a
+    buffer sized from the header (CFITSIO issue 131): a damaged or crafted
+    tile makes it write out of bounds, which corrupts memory and can crash
+    the interpreter long before any error could be raised. So every tile
+    stream must start with the HCOMPRESS code and declare exactly the
+    pixels of its tile, else a `ValueError` names the file and the tile.
+    (A file with a ``DATASUM`` on its compressed HDU fails that first,
+    when it is opened.) The heap is read through astropy's table of tiles
+    (private API): where that is not available (an HDU made in memory, a
+    future astropy) the tiles are not checked.
+    """
+    if getattr(hdu, "compression_type", None) != "HCOMPRESS_1":
+        return
+    try:
+        table = hdu._bintable
+        heap = np.asarray(table._get_raw_data(table.header["PCOUNT"], np.uint8,
+                                              table._data_offset + table._theap))
+        descriptors = np.array(hdu.compressed_data["COMPRESSED_DATA"]).reshape(-1, 2)
+        shape = tuple(int(n) for n in hdu.shape)
+        tiles = tuple(int(t) for t in hdu.tile_shape)
+    except Exception:  # no file behind the HDU, or other astropy internals
+        return
+    grid = itertools.product(*(range(-(-n // t)) for n, t in zip(shape, tiles, strict=True)))
+    for row, (index, (length, offset)) in enumerate(zip(grid, descriptors, strict=False)):
+        if length == 0:
+            continue  # the tile is stored in another column (GZIP, uncompressed)
+        pixels = math.prod(min(t, n - i * t) for n, t, i in zip(shape, tiles, index,
+                                                                 strict=True))
+        head = heap[offset:offset + min(length, 10)].tobytes()
+        nx = int.from_bytes(head[2:6], "big", signed=True) if len(head) == 10 else 0
+        ny = int.from_bytes(head[6:10], "big", signed=True) if len(head) == 10 else 0
+        if head[:2] != _HCOMPRESS_MAGIC or nx <= 0 or ny <= 0 or nx * ny != pixels:
+            msg = (f"{what} is damaged: tile {row + 1} of its HCOMPRESS_1 image "
+                   + (f"declares {nx} x {ny} pixels where the tile holds {pixels}"
+                      if head[:2] == _HCOMPRESS_MAGIC else "does not start as HCOMPRESS data")
+                   + " (refused before decoding: astropy's decoder would write out of bounds)")
+            raise ValueError(msg)
+
+
+def _check_zdatasum(hdu, data, what):
+    """
+    Check decompressed tile data against the ``ZDATASUM`` of their header.
+
+    ``ZDATASUM`` is the ``DATASUM`` of the image before compression, kept
+    by fpack when the original file had one (astropy shows it as the
+    ``DATASUM`` of the decompressed HDU's header but does not verify it).
+    PLIO and HCOMPRESS tiles carry no checksum of their own and damaged
+    ones can decode to wrong pixels without an error; the ``DATASUM`` of
+    the compressed HDU itself, when present, is verified on opening
+    (``checksum=True``). The comparison is only meaningful for lossless
+    compression, so it is made for integer images (not rescaled to
+    floats) that are not HCOMPRESS-ed with a non-zero scale, read from a
+    file.
+    """
+    recorded = hdu.header.get("DATASUM")
+    if recorded is None or data.dtype.kind not in "iu" or hdu.fileinfo() is None:
+        return  # no ZDATASUM, a lossy (float) image, or an HDU made in memory
+    if hdu.compression_type == "HCOMPRESS_1" and getattr(hdu, "hcomp_scale", 0):
+        return
+    try:
+        recorded = int(str(recorded).strip())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            computed = int(fits.ImageHDU(data=np.array(data)).add_datasum())
+    except Exception:  # a garbled ZDATASUM or an unusual layout: not checked
+        return
+    if computed != recorded:
+        msg = (f"{what} is damaged: its tile-compressed image decompresses to data that "
+               f"fail the ZDATASUM checksum recorded in its header ({recorded}, the DATASUM "
+               f"of the image before compression; the decompressed data give {computed})")
+        raise ValueError(msg)
 
 
 def _first_image_hdu(hdulist, what):
-    """The data (float64) and header of the first 2D image HDU of ``hdulist``."""
+    """
+    The first 2D image HDU of ``hdulist``: its data (float64) and header.
+
+    Also returns the header of the primary HDU when the image is in an
+    extension (multi-extension files from DECam or HSC keep keywords such
+    as ``FILTER`` there), else `None`.
+    """
     hdus = iter(hdulist)  # a lazily opened file reads each header on demand
+    primary = None
     while True:
         try:
             with _reading_fits():
@@ -204,7 +501,9 @@ def _first_image_hdu(hdulist, what):
         if hdu.is_image:
             data = _hdu_data(hdu, what)
             if data is not None and data.ndim == 2:
-                return data, hdu.header
+                return data, hdu.header, primary
+        if primary is None:
+            primary = hdu.header
     msg = f"{what} contains no 2D image HDU"
     raise ValueError(msg)
 
@@ -215,7 +514,8 @@ def _open_fits(path, what):
     Open a FITS file for reading, as a context manager yielding the HDUList.
 
     Compressed files are decompressed in full (and their checksums
-    verified) first. The file is opened here and handed to astropy, so
+    verified) first, within the size their FITS headers allow (see
+    `_decompress`). The file is opened here and handed to astropy, so
     that it is closed even when astropy fails half-way.
     """
     kind = _compression(path)
@@ -225,7 +525,7 @@ def _open_fits(path, what):
             with _reading_fits():
                 hdulist = fits.open(source, checksum=True)
         except Exception as exc:  # OSError, VerifyError, ...: not a FITS file
-            if _DATASUM_FAILED in str(exc):
+            if _DATASUM_FAILED in str(exc) or isinstance(exc, MemoryError):
                 raise ValueError(_damaged(what, exc)) from exc
             msg = f"{what} is not a readable FITS file: {type(exc).__name__}: {exc}"
             raise ValueError(msg) from exc
@@ -233,54 +533,80 @@ def _open_fits(path, what):
             yield hdulist
 
 
-# ``FILTER`` values: a bare band letter, possibly primed ("g", "g'", "gp"),
-# or the letter as the first word ("r.00000" Pan-STARRS, "g.MP9401" MegaCam,
-# "r DECam SDSS c0002 ..." DECam, "r_SDSS" OmegaCAM); upper case or later in
-# the value only next to a survey name ("SDSS g", "HSC-R2", "ZTF_g"). Bare
-# upper-case letters ("R", "I": Johnson-Cousins) are not SDSS bands.
+# Keywords that name the filter of an image, in the order they are read
+# (BAND: some survey pipelines; FILTNAM: WFPC2 and other HST-style headers).
+_FILTER_KEYWORDS = ("FILTER", "BAND", "FILTNAM")
+
+# Filter values: a bare band letter, possibly primed or numbered ("g",
+# "g'", "gp", "r2" as HSC's second r filter), also quoted ("'r'"); the
+# letter as the first word ("r.00000" Pan-STARRS, "g.MP9401" MegaCam,
+# "r DECam SDSS c0002 ..." DECam, "r_SDSS" OmegaCAM) or glued to SDSS
+# ("rSDSS", "SDSSr"); upper case or later in the value only next to a
+# survey name ("SDSS g", "HSC-R2", "ZTF_g"). Bare upper-case letters ("R",
+# "I": Johnson-Cousins) are not SDSS bands, and a value naming two bands
+# ("gri", "g r SDSS") names none.
 _SURVEY_WORDS = frozenset({"sdss", "sloan", "decam", "des", "hsc", "ps1", "panstarrs", "ztf",
                            "megacam", "megaprime", "omegacam", "kids", "vst", "lsst", "legacy",
                            "skymapper", "atlas"})
 _BAND_LETTERS = "ugrizy"
+_GLUED_TO_SDSS = re.compile(r"([ugriz])(?:sdss|sloan)|(?:sdss|sloan)([ugriz])")
 
 
 def _filter_band(value):
     """
-    The band letter (one of u, g, r, i, z, y) that a ``FILTER`` value names.
+    The band letter (one of u, g, r, i, z, y) that a filter keyword value names.
 
     Returns `None` for a missing, empty or unrecognised value (for example
-    Johnson-Cousins ``'R'`` or ``'Halpha'``): such a keyword says nothing
-    about which SDSS-like band the image is.
+    Johnson-Cousins ``'R'`` or ``'Halpha'``) or one naming several bands:
+    such a keyword says nothing about which SDSS-like band the image is.
     """
     if value is None or isinstance(value, bool):
         return None
-    text = str(value).strip()
+    text = str(value).strip().strip("'\"").strip()
     if not text:
         return None
-    match = re.fullmatch(r"([ugrizy])(?:'|p|prime)?", text)
+    match = re.fullmatch(r"([ugrizy])(?:'|p|prime|\d)?", text)
     if match:
         return match.group(1)
     tokens = [t.rstrip("'") for t in re.split(r"[\s_\-.,:;/()\[\]]+", text) if t]
     if not tokens:
         return None
     lower = [t.lower() for t in tokens]
-    if any(t in _SURVEY_WORDS for t in lower):
-        letters = {t[0] for t in lower if re.fullmatch(r"[ugrizy]\d?", t)}
+    glued = {m.group(1) or m.group(2) for m in map(_GLUED_TO_SDSS.fullmatch, lower) if m}
+    if glued or any(t in _SURVEY_WORDS for t in lower):
+        letters = glued | {t[0] for t in lower if re.fullmatch(r"[ugrizy]\d?", t)}
         return letters.pop() if len(letters) == 1 else None
     if len(tokens[0]) == 1 and tokens[0] in _BAND_LETTERS:
         return tokens[0]
     return None
 
 
-def _header_filter(header):
-    """The raw ``FILTER`` value of a header or meta mapping, or `None`."""
-    if header is None:
-        return None
-    try:
-        value = header.get("FILTER")
-    except Exception:  # a meta object without a usable get
-        return None
-    return None if value is None else str(value).strip()
+def _header_filter(*headers):
+    """
+    The filter keyword of an image, as ``(keyword, value)``.
+
+    ``headers`` (FITS headers or ``meta`` mappings; `None` is skipped) are
+    searched in order, each for the keywords of ``_FILTER_KEYWORDS``: the
+    first value that names a band (see `_filter_band`) is returned, else
+    the first non-empty one, else ``(None, None)``. For an image in a FITS
+    extension the headers are its own, then the primary header of its
+    file (where DECam and HSC files keep ``FILTER``).
+    """
+    found = (None, None)
+    for header in headers:
+        if header is None:
+            continue
+        for keyword in _FILTER_KEYWORDS:
+            try:
+                value = header.get(keyword)
+            except Exception:  # a meta object without a usable get
+                break
+            text = "" if value is None else str(value).strip()
+            if _filter_band(text) is not None:
+                return keyword, text
+            if text and found[0] is None:
+                found = (keyword, text)
+    return found
 
 
 def _read_band(band, name):
@@ -302,30 +628,34 @@ def _read_band(band, name):
         The celestial WCS, if the input carries one.
     info : dict
         ``'what'``: how to name the input in messages (the band and its
-        file); ``'filter'``: the raw ``FILTER`` value of its header or
-        meta, or `None`; ``'path'``: the file name, or `None`.
+        file); ``'filter'`` and ``'filter_keyword'``: the value of the
+        filter keyword of its header or meta and the keyword's name (see
+        `_header_filter`), or `None`; ``'path'``: the file name, or `None`.
 
     Raises
     ------
     ValueError
         The band is missing, not 2D, all non-finite; its file is not a
         readable FITS file, is truncated or damaged (including compressed
-        data that fail their checksum); its WCS is unusable.
+        data that fail their checksum), decompresses to more than its
+        headers describe or than ``_MAX_DECOMPRESSED_BYTES``, or does not
+        fit in memory; its WCS is unusable.
     """
     if band is None:
         msg = f"the {name} band is missing: give g, r and i images"
         raise ValueError(msg)
     what = _describe(band, name)
-    info = {"what": what, "filter": None, "path": None}
-    header = None
+    info = {"what": what, "filter": None, "filter_keyword": None, "path": None}
+    header = primary = None
     if isinstance(band, (str, os.PathLike)):
         _check_file(band, f"{name} band file")
         info["path"] = os.fspath(band)
         with _open_fits(band, what) as hdulist:
-            data, header = _first_image_hdu(hdulist, what)
+            data, header, primary = _first_image_hdu(hdulist, what)
             header = header.copy()
+            primary = None if primary is None else primary.copy()
     elif isinstance(band, fits.HDUList):
-        data, header = _first_image_hdu(band, what)
+        data, header, primary = _first_image_hdu(band, what)
     elif isinstance(band, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
         data, header = _hdu_data(band, what), band.header
         if data is None:
@@ -333,7 +663,7 @@ def _read_band(band, name):
             raise ValueError(msg)
     elif hasattr(band, "data") and hasattr(band, "wcs"):  # NDData, CCDData
         data = np.array(band.data, dtype=np.float64)
-        info["filter"] = _header_filter(getattr(band, "meta", None))
+        info["filter_keyword"], info["filter"] = _header_filter(getattr(band, "meta", None))
     else:
         arr = _numeric_array(band, f"the {name} band must be a FITS file name, an HDU, an "
                                    "NDData or a numeric array")
@@ -343,7 +673,7 @@ def _read_band(band, name):
         raise ValueError(msg)
     if header is not None:
         wcs = _wcs_from_header(header, what, data.shape)
-        info["filter"] = _header_filter(header)
+        info["filter_keyword"], info["filter"] = _header_filter(header, primary)
     else:
         wcs = getattr(band, "wcs", None)
     if not np.isfinite(data).any():

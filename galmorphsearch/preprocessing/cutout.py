@@ -411,13 +411,17 @@ class GalaxyCutout:
     orientation near 0 deg (position angle 90 deg on a north-up display);
     the vertical flip to display order keeps the major axis horizontal.
 
-    ``FILTER`` keywords (of band files, HDUs, or the ``meta`` of NDData)
-    are read where present: values such as ``'g'``, ``"g'"``,
-    ``'SDSS g'``, ``'HSC-G'``, ``'g.MP9401'`` or DECam's
-    ``'g DECam SDSS ...'`` name a band; others (``'R'``, ``'Halpha'``)
-    are not checked. When all three bands carry the same filter the
-    keyword is a copied header (as in the bundled HCG 88 files) that says
-    nothing about which image is which, and it is ignored.
+    Filter keywords (``FILTER``, else ``BAND`` or ``FILTNAM``; of band
+    files, HDUs, or the ``meta`` of NDData) are read where present, from
+    the image's own header and else from the primary header of its file
+    (where multi-extension DECam and HSC files keep them): values such as
+    ``'g'``, ``"g'"``, ``'r2'``, ``'rSDSS'``, ``'SDSS g'``, ``'HSC-G'``,
+    ``'g.MP9401'`` or DECam's ``'g DECam SDSS ...'`` name a band; others
+    (``'R'``, ``'Halpha'``) are not checked. When all three bands carry
+    the same filter the keyword is a copied header (as in the bundled HCG
+    88 files) that says nothing about which image is which, and it is
+    ignored. Two band files holding identical pixels (one image copied
+    under another name) are refused.
 
     Examples
     --------
@@ -1077,6 +1081,7 @@ def _read_bands(g, r, i, wcs):
         bands[name], wcss[name], infos[name] = _read_band(band, name)
     _check_distinct_files(infos)
     _check_filters(infos)
+    _check_distinct_data(bands, infos)
     shapes = {name: data.shape for name, data in bands.items()}
     if len(set(shapes.values())) != 1:
         msg = ("the g, r and i images must have the same shape, got "
@@ -1114,9 +1119,33 @@ def _check_distinct_files(infos):
                 raise ValueError(msg)
 
 
+def _check_distinct_data(bands, infos):
+    """
+    Refuse two band files that hold identical pixels.
+
+    Images of one field taken through two filters are never identical
+    pixel for pixel: two such files are copies of one image (under
+    another name, or compressed differently) given as two bands. Only
+    files are compared (arrays, HDUs and NDData may legitimately repeat
+    one image, e.g. for a grey cutout); the arrays are already in memory.
+    """
+    files = [name for name, info in infos.items() if info["path"]]
+    for k, name1 in enumerate(files):
+        for name2 in files[k + 1:]:
+            if np.array_equal(bands[name1], bands[name2], equal_nan=True):
+                msg = (f"{infos[name1]['what']} and {infos[name2]['what']} hold identical "
+                       f"pixel data: one image (copied under two names?) is given as the "
+                       f"{name1} and the {name2} band; give one image per band (g, r, i)")
+                raise ValueError(msg)
+
+
 def _check_filters(infos):
     """
-    Check the ``FILTER`` keywords of the bands against g, r and i.
+    Check the filter keywords of the bands against g, r and i.
+
+    The keyword of each band is ``FILTER``, ``BAND`` or ``FILTNAM``, from
+    its image HDU or else from the primary header of its file (see
+    `_header_filter`).
 
     A keyword that names a band (see `_filter_band`) must name the band it
     is given as; unrecognised or missing keywords are not checked. When
@@ -1140,19 +1169,22 @@ def _check_filters(infos):
     wrong = [name for name, band in known.items() if band != name]
     if not wrong:
         return
-    listing = "; ".join(f"{info['what']} has FILTER={info['filter']!r}"
+    listing = "; ".join(f"{info['what']} has {info['filter_keyword']}={info['filter']!r}"
                         for name, info in infos.items() if info["filter"] is not None)
     if len(known) == 3 and sorted(known.values()) == ["g", "i", "r"]:
         problem = ("the bands are given in the wrong order ("
                    + ", ".join(f"the image given as {name} is the {known[name]} band"
                                for name in wrong)
-                   + "): pass the images whose FILTER says g, r and i as the g, r and i "
+                   + "): pass the images whose keyword says g, r and i as the g, r and i "
                    "arguments")
     else:
         problem = ", ".join(f"the {name} band is a {known[name]}-band image" for name in wrong)
-    msg = (f"the FILTER keywords do not match the bands: {problem} ({listing}). If the "
-           "keywords themselves are wrong (e.g. a header copied from another band), correct "
-           "or delete FILTER, or pass the data as arrays (with wcs=...)")
+    keywords = sorted({info["filter_keyword"] for info in infos.values()
+                       if info["filter_keyword"]})
+    msg = (f"the {'/'.join(keywords)} keywords do not match the bands: {problem} "
+           f"({listing}). If the keywords themselves are wrong (e.g. a header copied from "
+           f"another band), correct or delete {' and '.join(keywords)}, or pass the data as "
+           "arrays (with wcs=...)")
     raise ValueError(msg)
 
 

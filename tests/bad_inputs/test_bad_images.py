@@ -457,3 +457,293 @@ def test_damaged_colour_image_file(tmp_path):
     # damage shows when the pixels are loaded
     with Image.open(path) as pil, pytest.raises(ValueError, match="PIL image cannot be read"):
         GalaxyCutout.from_image(pil, size=32)
+
+
+# ------------------------------------------- band order in multi-extension files
+
+
+def _write_mef(tmp_path, filters, data=None, keyword="FILTER", compress=False):
+    """g, r, i files laid out as DECam/HSC ones: the filter keyword in an empty
+    primary header, the image (plain or tile-compressed) in extension 1."""
+    data = _galaxy() if data is None else data
+    paths = []
+    for name, plane, band in zip("gri", data, filters, strict=True):
+        primary = fits.PrimaryHDU()
+        primary.header[keyword] = band
+        header = _wcs(plane.shape).to_header()
+        if compress:
+            image = fits.CompImageHDU(np.asarray(plane, np.float32), header=header,
+                                      compression_type="GZIP_2")
+        else:
+            image = fits.ImageHDU(np.asarray(plane, np.float32), header=header)
+        path = tmp_path / f"mef_{name}.fits{'.fz' if compress else ''}"
+        fits.HDUList([primary, image]).writeto(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_band_order_read_from_primary_header_of_mef(tmp_path, compress):
+    # FILTER in the primary header, the image in extension 1: the r and g
+    # files given as g and r must be refused as for single-HDU files
+    paths = _write_mef(tmp_path, "rgi", compress=compress)
+    with pytest.raises(ValueError, match="wrong order") as info:
+        GalaxyCutout(*paths, CENTRE, size=32, seed=0)
+    assert "mef_g.fits" in str(info.value) and "mef_r.fits" in str(info.value)
+    with fits.open(paths[0]) as g, fits.open(paths[1]) as r, fits.open(paths[2]) as i:
+        with pytest.raises(ValueError, match="wrong order"):
+            GalaxyCutout(g, r, i, CENTRE, size=32, seed=0)
+    # the image HDU's own keyword comes first: a primary header copied from
+    # the r file to all three does not hide the swap it records
+    folder = tmp_path / "own"
+    folder.mkdir()
+    paths = _write_mef(folder, "rrr", compress=compress)
+    for path, band in zip(paths, "rgi", strict=True):
+        with fits.open(path, mode="update") as hdul:
+            hdul[1].header["FILTER"] = band
+    with pytest.raises(ValueError, match="wrong order"):
+        GalaxyCutout(*paths, CENTRE, size=32, seed=0)
+    # guard: honest files in the right order give the same cutout as arrays
+    folder = tmp_path / "ok"
+    folder.mkdir()
+    reference = GalaxyCutout(*_galaxy(), CENTRE, wcs=_wcs(), size=32, seed=0)
+    if not compress:
+        cut = GalaxyCutout(*_write_mef(folder, "gri"), CENTRE, size=32, seed=0)
+        np.testing.assert_allclose(cut.image, reference.image, atol=1e-6)
+        assert cut.flag == reference.flag
+
+
+@pytest.mark.parametrize(("keyword", "style"), [
+    ("BAND", "{}"), ("FILTNAM", "{}"), ("FILTER", "{}SDSS"), ("FILTER", "SDSS{}"),
+    ("FILTER", "{}2"), ("FILTER", "'{}'"),
+])
+def test_band_order_from_other_keywords_and_spellings(tmp_path, keyword, style):
+    filters = [style.format(b) for b in "rgi"]
+    paths = []
+    for name, plane, value in zip("gri", _galaxy(), filters, strict=True):
+        path = tmp_path / f"band_{name}.fits"
+        _hdu(plane, **{keyword: value}).writeto(path)
+        paths.append(path)
+    with pytest.raises(ValueError, match="wrong order") as info:
+        GalaxyCutout(*paths, CENTRE, size=32, seed=0)
+    assert f"{keyword}={filters[0]!r}" in str(info.value)
+    # the same spellings are read from a single-HDU file's primary header
+    # and from NDData meta
+    with pytest.raises(ValueError, match="wrong order"):
+        GalaxyCutout(*(CCDData(d, unit="adu", meta={keyword: f})
+                       for d, f in zip(_galaxy(), filters, strict=True)), CENTRE, size=32)
+
+
+def test_filter_spellings_read_only_when_unambiguous():
+    # glued, numbered and quoted spellings name their band; ambiguous ones none
+    from galmorphsearch.preprocessing._io import _filter_band
+
+    expected = {"rSDSS": "r", "gSDSS": "g", "SDSSi": "i", "r2": "r", "i2": "i", "'r'": "r",
+                "''g''": "g", "z sloan": "z"}
+    assert {value: _filter_band(value) for value in expected} == expected
+    for value in ("R", "R2", "DESI", "gri", "Halpha", "'", "W1", 1, "rg", "grSDSS"):
+        assert _filter_band(value) is None, value
+
+
+def test_identical_copy_given_as_another_band(tmp_path):
+    # a copy of the g file (another name, same pixels) given as the r band:
+    # two real bands never hold identical data
+    paths = _write_bands(tmp_path, (None, None, None))
+    copy = tmp_path / "copy_of_g.fits"
+    copy.write_bytes(paths[0].read_bytes())
+    with pytest.raises(ValueError, match="band_g.fits.*copy_of_g.fits.*identical") as info:
+        GalaxyCutout(paths[0], copy, paths[2], CENTRE, size=32, seed=0)
+    assert "g" in str(info.value) and "r band" in str(info.value)
+    # the same pixels in a compressed copy
+    gz = tmp_path / "copy_of_i.fits.gz"
+    gz.write_bytes(gzip.compress(paths[2].read_bytes()))
+    with pytest.raises(ValueError, match="copy_of_i.fits.gz.*band_i.fits.*identical"):
+        GalaxyCutout(paths[0], gz, paths[2], CENTRE, size=32, seed=0)
+
+
+# ------------------------------------------------ decompression bombs (FITS)
+
+
+def _bomb(tmp_path, name, trailer_mib):
+    """A valid gzip FITS band followed by gzip members of zeros."""
+    path = _write_bands(tmp_path, "gri")
+    member = gzip.compress(bytes(2**20))
+    bomb = tmp_path / name
+    bomb.write_bytes(gzip.compress(path[1].read_bytes()) + member * trailer_mib)
+    return path, bomb
+
+
+def test_gzip_bomb_band_refused(tmp_path):
+    # 1 MB on disk, 1 GiB once decompressed: refused from the sizes its FITS
+    # headers describe, after reading little more than them
+    paths, bomb = _bomb(tmp_path, "bomb_r.fits.gz", 1024)
+    assert bomb.stat().st_size < 2 * 2**20
+    with pytest.raises(ValueError, match=r"r band file .*bomb_r.fits.gz.* decompression bomb") \
+            as info:
+        GalaxyCutout(paths[0], bomb, paths[2], CENTRE, size=32, seed=0)
+    text = str(info.value)
+    assert f"its FITS headers describe {paths[1].stat().st_size} bytes" in text
+    # the same class of file through bzip2, xz and zip
+    fits_bytes = paths[1].read_bytes() + bytes(8 * 2**20)
+    for suffix, compress in ((".bz2", bz2.compress), (".xz", lzma.compress)):
+        other = tmp_path / f"bomb_r.fits{suffix}"
+        other.write_bytes(compress(fits_bytes))
+        with pytest.raises(ValueError, match=f"bomb_r.fits{suffix}.* decompression bomb"):
+            GalaxyCutout(paths[0], other, paths[2], CENTRE, size=32, seed=0)
+    import zipfile
+    other = tmp_path / "bomb_r.fits.zip"
+    with zipfile.ZipFile(other, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb_r.fits", fits_bytes)
+    with pytest.raises(ValueError, match="bomb_r.fits.zip.* decompression bomb"):
+        GalaxyCutout(paths[0], other, paths[2], CENTRE, size=32, seed=0)
+
+
+def test_decompressed_size_limit(tmp_path, monkeypatch):
+    from galmorphsearch.preprocessing import _io
+
+    paths = _write_bands(tmp_path, "gri")
+    # headers that describe more than the limit are refused at once
+    header = fits.PrimaryHDU().header
+    header["BITPIX"] = -64
+    header["NAXIS"] = 2
+    header["NAXIS1"] = header["NAXIS2"] = 200_000  # 3.2e11 bytes, + header, padded
+    huge = tmp_path / "huge_r.fits.gz"
+    huge.write_bytes(gzip.compress(header.tostring().encode() + bytes(2880)))
+    with pytest.raises(ValueError, match=r"huge_r.fits.gz.* describe 320000005440 bytes.* "
+                                         r"limit of 4294967296 bytes"):
+        GalaxyCutout(paths[0], huge, paths[2], CENTRE, size=32, seed=0)
+    # a stream that does not parse as FITS is read up to the limit only
+    monkeypatch.setattr(_io, "_MAX_DECOMPRESSED_BYTES", 2**20)
+    noise = tmp_path / "noise_r.fits.gz"
+    noise.write_bytes(gzip.compress(b"not a FITS header " * 200_000))
+    with pytest.raises(ValueError, match=r"noise_r.fits.gz.* more than 1048576 bytes.* bomb"):
+        GalaxyCutout(paths[0], noise, paths[2], CENTRE, size=32, seed=0)
+    # tile-compressed images are held to the same limit
+    fz = tmp_path / "big_r.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(np.zeros((600, 600), np.float32),
+                                                      compression_type="RICE_1")]).writeto(fz)
+    with pytest.raises(ValueError, match=r"big_r.fits.fz.* 1440000 bytes .*once decompressed"):
+        GalaxyCutout(paths[0], fz, paths[2], CENTRE, size=32, seed=0)
+
+
+def test_memory_error_names_the_band(tmp_path, monkeypatch):
+    paths = _compressed_bands(tmp_path, gzip.compress, ".gz")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate output buffer.")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gzip.GzipFile, "read", no_memory)
+        with pytest.raises(ValueError, match=r"g band file .*band_g.fits.gz.* memory"):
+            GalaxyCutout(*paths, CENTRE, size=32, seed=0)
+    (tmp_path / "plain").mkdir()
+    plain = _write_bands(tmp_path / "plain", "gri")
+    with monkeypatch.context() as patch:
+        patch.setattr(fits.PrimaryHDU, "data", property(no_memory))
+        with pytest.raises(ValueError, match=r"g band file .*band_g.fits.* memory"):
+            GalaxyCutout(*plain, CENTRE, size=32, seed=0)
+
+
+def test_intact_multi_extension_compressed_bands_unchanged(tmp_path):
+    # guard: files of several HDUs (a table with a heap after the image),
+    # compressed, read exactly as the uncompressed ones
+    data = _galaxy()
+    plain, packed = [], []
+    column = fits.Column(name="v", format="PJ()",
+                         array=np.array([np.arange(5), np.arange(700)], dtype=object))
+    for name, plane in zip("gri", data, strict=True):
+        hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(plane.astype(np.float32),
+                                                              _wcs().to_header()),
+                             fits.BinTableHDU.from_columns([column])])
+        path = tmp_path / f"multi_{name}.fits"
+        hdul.writeto(path)
+        plain.append(path)
+        target = tmp_path / f"multi_{name}.fits.xz"
+        target.write_bytes(lzma.compress(path.read_bytes()))
+        packed.append(target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reference = GalaxyCutout(*plain, CENTRE, size=32, seed=0)
+        cut = GalaxyCutout(*packed, CENTRE, size=32, seed=0)
+    np.testing.assert_array_equal(cut.image, reference.image)
+
+
+# ------------------------------------------------- damaged tile-compressed
+
+
+def _tile_compressed(path, data, compression, zdatasum=False, checksum=False):
+    """Write a tile-compressed (.fz) band; ``zdatasum`` records the DATASUM
+    of the uncompressed image as ZDATASUM (as fpack does for a file that
+    had one), ``checksum`` the DATASUM of the compressed HDU itself."""
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, _wcs().to_header(),
+                                                      compression_type=compression)]
+                 ).writeto(path, checksum=checksum)
+    if zdatasum:
+        with fits.open(path, mode="update", disable_image_compression=True) as hdul:
+            hdul[1].header["ZDATASUM"] = str(fits.ImageHDU(data).add_datasum())
+    with fits.open(path, disable_image_compression=True) as hdul:
+        return hdul[1]._data_offset + hdul[1].header["NAXIS1"] * hdul[1].header["NAXIS2"]
+
+
+@pytest.mark.parametrize("compression", ["PLIO_1", "HCOMPRESS_1"])
+def test_damaged_tile_compressed_band_detected(tmp_path, compression):
+    # PLIO and HCOMPRESS tiles carry no checksum of their own: damaged heap
+    # bytes decode to wrong pixels without a word unless a checksum is kept
+    planes = [np.round(200 + 50 * d).astype(np.int32) for d in _galaxy()]
+    paths = _write_bands(tmp_path, "gri", data=planes)
+    reference = GalaxyCutout(*paths, CENTRE, size=32, seed=0)
+    for kind in ("zdatasum", "checksum"):
+        fz = tmp_path / f"{kind}_r.fits.fz"
+        heap = _tile_compressed(fz, planes[1], compression, **{kind: True})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            cut = GalaxyCutout(paths[0], fz, paths[2], CENTRE, size=32, seed=0)
+        np.testing.assert_array_equal(cut.image, reference.image)  # intact: read as before
+        raw = bytearray(fz.read_bytes())
+        raw[heap + 40] ^= 0x10  # silently changes 50 (PLIO) or 722 pixels (found by trial)
+        fz.write_bytes(bytes(raw))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(fz) as hdul:
+                assert (hdul[1].data != planes[1]).any()  # astropy alone: wrong pixels
+        expect = "ZDATASUM" if kind == "zdatasum" else "DATASUM"
+        with pytest.raises(ValueError, match=f"r band file .*{kind}_r.fits.fz.* {expect}"):
+            GalaxyCutout(paths[0], fz, paths[2], CENTRE, size=32, seed=0)
+
+
+def test_intact_tile_compressed_unsigned_band_with_zdatasum(tmp_path):
+    # guard: a lossless uint16 image (stored with BZERO = 32768) passes its
+    # ZDATASUM; a lossy one (quantised floats) is not checked against it
+    planes = [np.round(1000 + 100 * d).astype(np.uint16) for d in _galaxy()]
+    paths = _write_bands(tmp_path, "gri", data=planes)
+    reference = GalaxyCutout(*paths, CENTRE, size=32, seed=0)
+    fz = tmp_path / "u16_r.fits.fz"
+    _tile_compressed(fz, planes[1], "RICE_1", zdatasum=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cut = GalaxyCutout(paths[0], fz, paths[2], CENTRE, size=32, seed=0)
+    np.testing.assert_array_equal(cut.image, reference.image)
+    lossy = tmp_path / "lossy_r.fits.fz"
+    _tile_compressed(lossy, planes[1].astype(np.float32) + 0.3, "RICE_1", zdatasum=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GalaxyCutout(paths[0], lossy, paths[2], CENTRE, size=32, seed=0)
+
+
+def test_damaged_hcompress_tile_size_refused_before_decoding(tmp_path):
+    # astropy's HCOMPRESS decoder takes a tile's size from the compressed
+    # stream and writes that many pixels into a buffer sized from the header
+    # (CFITSIO issue 131): a damaged size corrupts memory (a crash, at best)
+    # unless it is caught before decoding. No DATASUM here to catch it first.
+    planes = [np.round(200 + 50 * d).astype(np.int32) for d in _galaxy()]
+    paths = _write_bands(tmp_path, "gri", data=planes)
+    fz = tmp_path / "hc_r.fits.fz"
+    heap = _tile_compressed(fz, planes[1], "HCOMPRESS_1")
+    raw = bytearray(fz.read_bytes())
+    assert raw[heap:heap + 2] == b"\xdd\x99"  # tile 1: code, then 16 x 64 (int32)
+    raw[heap + 9] ^= 0x10  # 16 x 64 -> 16 x 80 pixels
+    fz.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"r band file .*hc_r.fits.fz.* tile 1 of its "
+                                         r"HCOMPRESS_1 image declares 16 x 80 pixels where "
+                                         r"the tile holds 1024 \(refused before decoding"):
+        GalaxyCutout(paths[0], fz, paths[2], CENTRE, size=32, seed=0)
