@@ -31,7 +31,7 @@ background patch rendered, at the encoder's input size with ``rotate=True``
 (as the shipped encoders' training cutouts), one thread: median and mean ms
 per galaxy over ``--galaxies`` images.
 
-``build`` -- `~galmorphsearch.database.build_database` of ``--galaxies`` N
+``build`` -- `~galmorphsearch.pipeline.build_database` of ``--galaxies`` N
 (several values give the time against N) from the colour images
 (preprocessing included), ``--partition-size`` rows per task, HDF5 output
 (``--format``), written in ``--dir`` and deleted afterwards:
@@ -264,16 +264,16 @@ class StageTimer:
 def instrument(timer, encoder):
     """Wrap the functions of each build stage (in this process only)."""
     from galmorphsearch import GalaxyCutout
-    from galmorphsearch.database import LatentDatabase, _distributed
+    from galmorphsearch.database import LatentDatabase
+    from galmorphsearch.pipeline import build as _build
 
     GalaxyCutout.from_image = classmethod(timer.wrap("preprocess",
                                                      GalaxyCutout.from_image.__func__))
     # _Cutout.of renders the cutout's image and background (lazy in GalaxyCutout).
-    _distributed._Cutout.of = classmethod(timer.wrap("preprocess",
-                                                     _distributed._Cutout.of.__func__))
+    _build._Cutout.of = classmethod(timer.wrap("preprocess", _build._Cutout.of.__func__))
     encoder.encode = timer.wrap("encode", encoder.encode)
-    _distributed.write_hdf5 = timer.wrap("write_parts", _distributed.write_hdf5)
-    _distributed._h_similarity_block = timer.wrap("hsim", _distributed._h_similarity_block)
+    _build.write_hdf5 = timer.wrap("write_parts", _build.write_hdf5)
+    _build._h_similarity_block = timer.wrap("hsim", _build._h_similarity_block)
     LatentDatabase.write = timer.wrap("write_db", LatentDatabase.write)
     LatentDatabase.read = classmethod(timer.wrap("read_back", LatentDatabase.read.__func__))
 
@@ -332,7 +332,7 @@ def _task_phases(records, t_start, t_end):
 
 
 def case_build(case, threads):
-    from galmorphsearch.database import build_database
+    from galmorphsearch.pipeline import build_database
 
     _scale.limit_threads(threads)
     _quiet_cutouts()
@@ -355,7 +355,7 @@ def case_build(case, threads):
         else:
             from distributed import Client, get_task_stream
 
-            from galmorphsearch.database import local_cluster
+            from galmorphsearch.pipeline import local_cluster
 
             t0 = time.perf_counter()
             cluster = local_cluster(case["workers"])

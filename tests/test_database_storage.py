@@ -21,11 +21,11 @@ from galmorphsearch.database import (
     LatentDatabase,
     _fits,
     as_latent_source,
-    chunked_neighbours,
     latent_hash,
 )
 from galmorphsearch.database.database import _COMMENTS
-from galmorphsearch.search import SimilaritySearcher, exact_neighbours
+from galmorphsearch.latents import exact_neighbours
+from galmorphsearch.search import SimilaritySearcher
 from galmorphsearch.utils import DatabaseFormatError, EncoderMismatchError
 
 LATDIM = 16
@@ -101,11 +101,11 @@ def assert_same_table(a, b):
 # ----------------------------------------------------------------------
 # latent sources and chunked search
 @pytest.mark.parametrize("chunk_rows", [1, 7, 64, 333, 1000, 5000])
-def test_chunked_neighbours_equals_brute_force(chunk_rows):
+def test_neighbours_of_a_source_equal_brute_force(chunk_rows):
     rng = np.random.default_rng(1)
     latents = rng.normal(size=(1000, 24)).astype(np.float32)
     queries = rng.normal(size=(9, 24)).astype(np.float32)
-    idx, dist = chunked_neighbours(queries, ArrayLatents(latents), 6, chunk_rows=chunk_rows)
+    idx, dist = exact_neighbours(queries, ArrayLatents(latents), 6, chunk_rows=chunk_rows)
     ref_idx, ref_dist = brute_force(queries, latents, 6)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
@@ -114,31 +114,33 @@ def test_chunked_neighbours_equals_brute_force(chunk_rows):
     np.testing.assert_array_equal(dist, exact_dist)
 
 
-def test_chunked_neighbours_edge_cases():
+def test_neighbours_of_a_source_edge_cases():
     rng = np.random.default_rng(2)
     latents = rng.normal(size=(50, 8)).astype(np.float32)
-    idx, dist = chunked_neighbours(latents[:5], latents, 50, chunk_rows=8)
+    source = ArrayLatents(latents)
+    idx, dist = exact_neighbours(latents[:5], source, 50, chunk_rows=8)
     ref_idx, _ = brute_force(latents[:5], latents, 50)
     np.testing.assert_array_equal(idx, ref_idx)
     assert np.all(dist[:, 0] == 0)
     # Excluding each query's own row, as for the H-similarity.
     exclude = np.arange(5)
-    idx, _ = chunked_neighbours(latents[:5], latents, 3, chunk_rows=8, exclude=exclude)
+    idx, _ = exact_neighbours(latents[:5], source, 3, chunk_rows=8, exclude=exclude)
     assert not np.any(idx == exclude[:, None])
     np.testing.assert_array_equal(idx, exact_neighbours(latents[:5], latents, 3,
                                                         exclude=exclude)[0])
-    one, _ = chunked_neighbours(latents[3], latents, 1)
+    one, _ = exact_neighbours(latents[3], source, 1)
     assert one.tolist() == [[3]]
     with pytest.raises(ValueError, match="larger than"):
-        chunked_neighbours(latents[:2], latents, 50, exclude=[0, 1])
+        exact_neighbours(latents[:2], source, 50, exclude=[0, 1])
     with pytest.raises(ValueError, match="dimensions differ"):
-        chunked_neighbours(np.zeros((1, 3)), latents, 1)
+        exact_neighbours(np.zeros((1, 3)), source, 1)
     with pytest.raises(ValueError, match="NaN"):
-        chunked_neighbours(np.full((1, 8), np.nan), latents, 1)
+        exact_neighbours(np.full((1, 8), np.nan), source, 1)
     with pytest.raises(ValueError, match="chunk_rows"):
-        chunked_neighbours(latents[:1], latents, 1, chunk_rows=0)
+        exact_neighbours(latents[:1], source, 1, chunk_rows=0)
     with pytest.raises(ValueError, match="NaN"):
-        chunked_neighbours(latents[:1], np.where(latents > 2, np.nan, latents), 1)
+        exact_neighbours(latents[:1], as_latent_source(np.where(latents > 2, np.nan, latents)),
+                         1)
 
 
 def test_array_latents_protocol():
@@ -345,7 +347,7 @@ def test_memmap_read_keeps_latents_in_the_file(db, tmp_path, small_chunks, suffi
     queries = db.latents[::5] + 0.05
     ref = exact_neighbours(queries, db.latents, 4)
     for chunk_rows in (3, 13, None):
-        got = chunked_neighbours(queries, mem, 4, chunk_rows=chunk_rows)
+        got = exact_neighbours(queries, mem, 4, chunk_rows=chunk_rows)
         np.testing.assert_array_equal(got[0], ref[0])
         np.testing.assert_array_equal(got[1], ref[1])
     # The searcher gives the same results on both.
@@ -525,7 +527,7 @@ def test_broken_hdf5_files(db, tmp_path):
         LatentDatabase.read(path)
     mem = LatentDatabase.read(path, memmap=True)  # the latents are checked as read
     with pytest.raises(DatabaseFormatError, match=r"db\.h5.*rows 0\.\..*corrupted"):
-        chunked_neighbours(db.latents[:1], mem, 1)
+        exact_neighbours(db.latents[:1], mem, 1)
     with pytest.raises(DatabaseFormatError, match="corrupted"):
         mem.latent_source.take([0])
 

@@ -15,6 +15,7 @@ from astropy.table import Table
 from numpy.testing import assert_allclose, assert_array_equal
 
 from galmorphsearch.database import ArrayLatents, as_latent_source, is_latent_source, latent_hash
+from galmorphsearch.latents import neighbours as neighbours_module
 from galmorphsearch.search import (
     AUTO_EXACT_MAX_ROWS,
     AutoBackend,
@@ -24,7 +25,6 @@ from galmorphsearch.search import (
     exact_neighbours,
     get_backend,
 )
-from galmorphsearch.search import similarity as similarity_module
 from galmorphsearch.utils import StaleIndexError, StaleIndexWarning
 
 DIM = 16
@@ -238,7 +238,7 @@ def test_exact_backend_matches_reference(chunk_size):
         idx, dist = backend.search(q, 12, exclude=rows)
         assert_array_equal(idx, ref_idx)
         assert_allclose(dist, ref_dist, rtol=1e-12, atol=0)
-    idx, dist = exact_neighbours(q, lat, 12, chunk_size=chunk_size, exclude=rows)
+    idx, dist = exact_neighbours(q, lat, 12, chunk_rows=chunk_size, exclude=rows)
     assert_array_equal(idx, ref_idx)
     assert_allclose(dist, ref_dist, rtol=1e-12, atol=0)
     brute = np.sqrt(((q[:, None, :].astype(float) - lat[None].astype(float)) ** 2).sum(-1))
@@ -254,8 +254,8 @@ def test_exact_backend_default_blocks_grow_for_few_queries(monkeypatch):
     # are those of the reference either way.
     from galmorphsearch.search import backends as backends_module
 
-    monkeypatch.setattr(backends_module, "DEFAULT_CHUNK_SIZE", 100)
-    monkeypatch.setattr(similarity_module, "_MAX_BLOCK_ELEMENTS", 2000)
+    monkeypatch.setattr(backends_module, "DEFAULT_CHUNK_ROWS", 100)
+    monkeypatch.setattr(neighbours_module, "_MAX_BLOCK_ELEMENTS", 2000)
     blocks = []
     real_iter = ArrayLatents.iter_chunks
 
@@ -286,7 +286,7 @@ def test_exact_backend_streams_source_once(monkeypatch):
     assert src.passes == 1 and backend.n_rows == 1000 and backend.latent_dim == DIM
     assert backend.source is src
     # Many query blocks per database chunk: still one pass per search.
-    monkeypatch.setattr(similarity_module, "_MAX_BLOCK_ELEMENTS", 64 * 3)
+    monkeypatch.setattr(neighbours_module, "_MAX_BLOCK_ELEMENTS", 64 * 3)
     q, _ = queries_near(lat, 20)
     idx, dist = backend.search(q, 5)
     assert src.passes == 2

@@ -100,9 +100,9 @@ def targets(db, rows):
 # exact search of an out-of-core database
 @pytest.mark.parametrize("suffix", [".fits", ".h5"])
 def test_memmap_exact_search_streams_the_file(tmp_path, passes, suffix, monkeypatch):
-    from galmorphsearch.database import _stores
+    from galmorphsearch.latents import sources
 
-    monkeypatch.setattr(_stores, "DEFAULT_CHUNK_BYTES", 4096)  # chunks of a few rows
+    monkeypatch.setattr(sources, "DEFAULT_CHUNK_BYTES", 4096)  # chunks of a few rows
     db = make_db()
     path = tmp_path / f"db{suffix}"
     db.write(path)

@@ -30,12 +30,12 @@ def test_import_path():
     assert dhs_direct is database_h_similarity
 
 
-@pytest.mark.parametrize("chunk_size", [1, 7, 50, 64, 65, 1000])
+@pytest.mark.parametrize("chunk_rows", [1, 7, 50, 64, 65, 1000])
 @pytest.mark.parametrize("k", [1, 5, 30])
-def test_exact_matches_brute_force(rng, chunk_size, k):
+def test_exact_matches_brute_force(rng, chunk_rows, k):
     db = rng.normal(size=(130, 12)).astype(np.float32)
     q = rng.normal(size=(9, 12)).astype(np.float32)
-    idx, dist = exact_neighbours(q, db, k, chunk_size=chunk_size)
+    idx, dist = exact_neighbours(q, db, k, chunk_rows=chunk_rows)
     bidx, bdist = brute_force(q, db, k)
     assert idx.shape == (9, k) and idx.dtype == np.int64
     assert dist.shape == (9, k) and dist.dtype == np.float64
@@ -46,7 +46,7 @@ def test_exact_matches_brute_force(rng, chunk_size, k):
 
 def test_exact_k_equals_n(rng):
     db = rng.normal(size=(20, 4))
-    idx, dist = exact_neighbours(db[:3], db, 20, chunk_size=6)
+    idx, dist = exact_neighbours(db[:3], db, 20, chunk_rows=6)
     bidx, bdist = brute_force(db[:3], db, 20)
     assert_array_equal(idx, bidx)
     assert_allclose(dist, bdist)
@@ -55,12 +55,12 @@ def test_exact_k_equals_n(rng):
 
 
 def test_exact_many_query_blocks(rng, monkeypatch):
-    from galmorphsearch.search import similarity
+    from galmorphsearch.latents import neighbours
 
-    monkeypatch.setattr(similarity, "_MAX_BLOCK_ELEMENTS", 40)
+    monkeypatch.setattr(neighbours, "_MAX_BLOCK_ELEMENTS", 40)
     db = rng.normal(size=(50, 6)).astype(np.float32)
     q = rng.normal(size=(23, 6)).astype(np.float32)
-    idx, dist = exact_neighbours(q, db, 3, chunk_size=10)
+    idx, dist = exact_neighbours(q, db, 3, chunk_rows=10)
     bidx, bdist = brute_force(q, db, 3)
     assert_array_equal(idx, bidx)
     assert_allclose(dist, bdist)
@@ -76,12 +76,12 @@ def test_exact_identical_vector_has_zero_distance(rng):
     assert np.all(dist[:, 1] > 0)
 
 
-@pytest.mark.parametrize("chunk_size", [1, 4, 100])
-def test_exact_exclude(rng, chunk_size):
+@pytest.mark.parametrize("chunk_rows", [1, 4, 100])
+def test_exact_exclude(rng, chunk_rows):
     db = rng.normal(size=(30, 5)).astype(np.float32)
     q = db[[0, 5, 29, 7]]
     exclude = np.array([0, 5, 29, -1])
-    idx, dist = exact_neighbours(q, db, 4, chunk_size=chunk_size, exclude=exclude)
+    idx, dist = exact_neighbours(q, db, 4, chunk_rows=chunk_rows, exclude=exclude)
     bidx, bdist = brute_force(q, db, 4, exclude=exclude)
     assert_array_equal(idx, bidx)
     assert_allclose(dist, bdist)
@@ -91,7 +91,7 @@ def test_exact_exclude(rng, chunk_size):
 
 def test_exact_exclude_all_but_one():
     db = np.array([[0.0, 0.0], [1.0, 1.0], [3.0, 3.0]])
-    idx, dist = exact_neighbours(db, db, 2, exclude=[0, 1, 2], chunk_size=1)
+    idx, dist = exact_neighbours(db, db, 2, exclude=[0, 1, 2], chunk_rows=1)
     assert_array_equal(idx, [[1, 2], [0, 2], [1, 0]])
     with pytest.raises(ValueError, match="larger than"):
         exact_neighbours(db, db, 3, exclude=[0, 1, 2])
@@ -125,8 +125,10 @@ def test_exact_errors(rng):
         exact_neighbours(db, db, 1, exclude=[0, 1])
     with pytest.raises(ValueError, match="outside"):
         exact_neighbours(db[:2], db, 1, exclude=[0, 10])
-    with pytest.raises(ValueError, match="chunk_size"):
-        exact_neighbours(db, db, 1, chunk_size=0)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        exact_neighbours(db, db, 1, chunk_rows=0)
+    with pytest.raises(TypeError, match="chunk_rows"):
+        exact_neighbours(db, db, 1, chunk_rows=2.5)
     with pytest.raises(ValueError, match="empty"):
         exact_neighbours(db, db[:0], 1)
 
@@ -166,7 +168,7 @@ def brute_h_similarity(lat, bkg):
 def test_database_h_similarity_brute_force(rng):
     lat = rng.normal(size=(60, 8)).astype(np.float32)
     bkg = lat + rng.normal(size=(60, 8)).astype(np.float32) * 3
-    h = database_h_similarity(lat, bkg, chunk_size=16)
+    h = database_h_similarity(lat, bkg, chunk_rows=16)
     assert h.dtype == np.float64 and h.shape == (60,)
     assert_allclose(h, brute_h_similarity(lat, bkg), rtol=1e-10)
 

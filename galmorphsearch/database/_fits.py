@@ -12,8 +12,8 @@ from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table
 from astropy.time import Time
 
+from ..latents import LatentHasher
 from ..utils import DatabaseFormatError, atomic_path
-from ._lathash import LatentHasher
 
 __all__ = []
 
@@ -577,7 +577,7 @@ def write_fits_streaming(table, sources, path, overwrite=False, comments=None,
         Every column but the latent ones, with the header keywords in
         ``meta``.
     sources : dict
-        Column name to `~galmorphsearch.database.LatentSource`, appended
+        Column name to `~galmorphsearch.latents.LatentSource`, appended
         after the table's columns in this order.
     path : str or path-like
         Destination file (written atomically).

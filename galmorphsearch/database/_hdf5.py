@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Column, MaskedColumn, Table
 
+from ..latents import LatentHasher
 from ..utils import DatabaseFormatError, atomic_path
 from ._fits import HDUVERS, ORIGIN, to_float16
-from ._lathash import LatentHasher
 
 __all__ = []
 
@@ -226,7 +226,7 @@ def write_hdf5(table, sources, path, overwrite=False, lattype="float32", descrip
     table : `~astropy.table.Table`
         Every column but the latent ones, with the keywords in ``meta``.
     sources : dict
-        Column name to `~galmorphsearch.database.LatentSource`.
+        Column name to `~galmorphsearch.latents.LatentSource`.
     path : str or path-like
         Destination file (written atomically).
     overwrite : bool, optional

@@ -13,6 +13,14 @@ from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table, vstack
 from astropy.time import Time
 
+from ..latents import (
+    ArrayLatents,
+    LatentHasher,
+    database_h_similarity,
+    latent_hash,
+    lathash_mismatch,
+    storage_dtype,
+)
 from ..utils import (
     CatalogFormatError,
     DatabaseFormatError,
@@ -31,8 +39,7 @@ from ._fits import (
     write_fits_streaming,
 )
 from ._hdf5 import is_hdf5, read_hdf5, write_hdf5
-from ._lathash import LatentHasher, lathash_mismatch
-from ._stores import ArrayLatents, FITSLatents, HDF5Latents, latent_hash, storage_dtype
+from .sources import FITSLatents, HDF5Latents
 
 __all__ = ["LatentDatabase", "STANDARD_COLUMNS", "REQUIRED_KEYWORDS"]
 
@@ -430,9 +437,9 @@ class LatentDatabase:
         An `~galmorphsearch.database.FITSLatents` or
         `~galmorphsearch.database.HDF5Latents` reading the file for a
         database read with ``memmap=True``, else an
-        `~galmorphsearch.database.ArrayLatents` over the latent column (no
+        `~galmorphsearch.latents.ArrayLatents` over the latent column (no
         copy). `~galmorphsearch.search.SimilaritySearcher` searches it; see
-        also `~galmorphsearch.database.chunked_neighbours`.
+        also `~galmorphsearch.latents.exact_neighbours`.
         """
         return self._source("latent")
 
@@ -1311,8 +1318,6 @@ def _set_h_similarity(table, hsim=None):
     otherwise it is computed from the latent columns.
     """
     if hsim is None:
-        from ..search.similarity import database_h_similarity
-
         hsim = database_h_similarity(native_float32(table["latent"]),
                                      native_float32(table["background_latent"]))
     hsim = np.asarray(hsim, dtype=np.float64)

@@ -24,7 +24,7 @@ import numpy as np
 from astropy.table import Column, Table
 
 from ..catalogs import MorphologyScheme, get_scheme
-from ..search.similarity import IDENTICAL_RTOL
+from ..latents import IDENTICAL_RTOL
 
 __all__ = [
     "mc_md_split",

@@ -27,7 +27,7 @@ import importlib.util
 import numpy as np
 from astropy.table import Table
 
-from ..search.similarity import _check_k
+from ..latents.neighbours import _check_k
 
 __all__ = [
     "AUTO_THRESHOLD_FACTOR",

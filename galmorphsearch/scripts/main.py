@@ -796,7 +796,7 @@ def _run_build_db(args):
 
 def _build_on_dask(args, catalog, cutout_set, encoder):
     """build-db with --scheduler or --workers: the encoding runs as Dask tasks."""
-    from galmorphsearch.database import build_database, local_cluster
+    from galmorphsearch.pipeline import build_database, local_cluster
 
     try:
         from distributed import Client

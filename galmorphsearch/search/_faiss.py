@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from astropy.time import Time
 
-from ..database._stores import LatentSource, latent_hash
+from ..latents import LatentSource, latent_hash
 from ..utils import atomic_path
 
 __all__ = []
@@ -109,7 +109,7 @@ class Provenance:
         or a callable returning it or None, called at most once and only
         when the hash is needed) and ``FILE`` (the database file name,
         recorded for information only). Without ``LATHASH`` the same hash,
-        `~galmorphsearch.database.latent_hash`, is computed from ``source``.
+        `~galmorphsearch.latents.latent_hash`, is computed from ``source``.
     """
 
     def __init__(self, source, meta=None):
@@ -134,7 +134,7 @@ class Provenance:
         return None if self._keyword is None else str(self._keyword)
 
     def computed_hash(self):
-        """`~galmorphsearch.database.latent_hash` of the source (computed once, streaming)."""
+        """`~galmorphsearch.latents.latent_hash` of the source (computed once, streaming)."""
         if self._computed is None:
             self._computed = latent_hash(self.source)
         return self._computed

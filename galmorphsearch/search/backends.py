@@ -23,12 +23,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..database._stores import (
+from ..latents import (
     ArrayLatents,
     LatentSource,
     default_chunk_rows,
     is_latent_source,
     source_squared_norms,
+)
+from ..latents.neighbours import (
+    _EXTRA_CANDIDATES,
+    DEFAULT_CHUNK_ROWS,
+    _as_latents,
+    _check_exclude,
+    _check_finite,
+    _check_k,
+    _neighbours,
+    _rerank,
 )
 from ..utils import GalMorphSearchWarning, StaleIndexError, StaleIndexWarning
 from ._faiss import (
@@ -41,16 +51,6 @@ from ._faiss import (
     write_index_files,
 )
 from ._threads import check_threads, limit_threads
-from .similarity import (
-    _EXTRA_CANDIDATES,
-    DEFAULT_CHUNK_SIZE,
-    _as_latents,
-    _check_exclude,
-    _check_finite,
-    _check_k,
-    _neighbours,
-    _rerank,
-)
 
 __all__ = [
     "SearchBackend",
@@ -96,7 +96,7 @@ class SearchBackend(abc.ABC):
     #: Name under which the backend is registered.
     name = None
 
-    #: Whether `fit` accepts a latent source (see `galmorphsearch.database.LatentSource`).
+    #: Whether `fit` accepts a latent source (see `galmorphsearch.latents.LatentSource`).
     accepts_latent_sources = False
 
     #: Whether `fit` accepts ``index_path``, ``provenance`` and ``on_stale``.
@@ -175,7 +175,7 @@ def _check_queries(queries, dim):
 def _as_source(latents):
     """
     A latent source for ``latents``: a source as it is, an array wrapped
-    in an `~galmorphsearch.database.ArrayLatents` (float16 and float32 kept,
+    in an `~galmorphsearch.latents.ArrayLatents` (float16 and float32 kept,
     not copied; its values are checked by the caller's pass over them).
     """
     source = latents if is_latent_source(latents) else ArrayLatents(latents, check_finite=False)
@@ -189,12 +189,12 @@ def _as_source(latents):
 
 
 def _chunk_rows(chunk_size, source):
-    """Rows per block: as asked, else the file source's default, else `DEFAULT_CHUNK_SIZE`."""
+    """Rows per block: as asked, else the file source's default, else `DEFAULT_CHUNK_ROWS`."""
     if chunk_size is not None:
         return chunk_size
     if isinstance(source, LatentSource) and not source.in_memory:
         return default_chunk_rows(source)  # about 16 MiB read at a time
-    return DEFAULT_CHUNK_SIZE
+    return DEFAULT_CHUNK_ROWS
 
 
 def _fit_source(latents, chunk_size):
@@ -228,8 +228,8 @@ class ExactBackend(SearchBackend):
     extra candidates of each query are kept across blocks (``argpartition``
     merges), and the candidates are re-ranked on exact float64 distances,
     so an identical vector is at distance exactly 0 (see
-    `~galmorphsearch.search.exact_neighbours`; this is the one exact search
-    of the package, also behind `~galmorphsearch.database.chunked_neighbours`).
+    `~galmorphsearch.latents.exact_neighbours`; this is the one exact search
+    of the package).
     The latents are checked and their squared norms computed once, in
     `fit`; a file source (a database read with ``memmap=True``) keeps its
     norms, so a later backend on the same database does not read the file
@@ -303,7 +303,7 @@ class ExactBackend(SearchBackend):
             kept as they are, other types converted to float32) or a latent
             source, an object with ``__len__``, ``dim``, ``dtype``,
             ``iter_chunks(rows)`` and ``take(indices)`` (kept as it is and
-            read block by block; see `galmorphsearch.database.LatentSource`,
+            read block by block; see `galmorphsearch.latents.LatentSource`,
             e.g. ``database.latent_source``).
 
         Returns
@@ -476,7 +476,7 @@ class FaissBackend(SearchBackend):
     _KIND_PARAMS = {"ivf": ("nlist", "nprobe"), "hnsw": ("M", "ef_construction", "ef_search")}
 
     def __init__(self, kind="flat", *, nlist=None, nprobe=None, M=None, ef_construction=None,
-                 ef_search=None, target_recall=0.95, seed=0, chunk_size=DEFAULT_CHUNK_SIZE,
+                 ef_search=None, target_recall=0.95, seed=0, chunk_size=DEFAULT_CHUNK_ROWS,
                  threads=None):
         kind = str(kind).strip().lower()
         if kind not in self.KINDS:
@@ -709,7 +709,7 @@ class FaissBackend(SearchBackend):
             ``ENCHASH``, ``LATHASH`` (the database's
             `~galmorphsearch.database.LatentDatabase.lathash`, or a
             callable returning it, called only when needed; without one,
-            `~galmorphsearch.database.latent_hash` of the latents, the same
+            `~galmorphsearch.latents.latent_hash` of the latents, the same
             hash, is computed with one pass) and ``FILE`` (for information).
         on_stale : {'rebuild', 'raise'}, optional
             What to do with a stale index file: rebuild the index and
@@ -882,7 +882,7 @@ class FaissBackend(SearchBackend):
         provenance : dict, optional
             Database keywords to record (``ENCHASH``, ``LATHASH``, ``FILE``);
             without ``LATHASH`` the content hash
-            (`~galmorphsearch.database.latent_hash`) is computed from the
+            (`~galmorphsearch.latents.latent_hash`) is computed from the
             latents the index was built from, at their stored precision.
         overwrite : bool, optional
             Replace existing files.
@@ -1091,7 +1091,7 @@ class AutoBackend(SearchBackend):
             reason = "the latents are not in memory (an IVF index would hold them all)"
         else:
             try:
-                chosen = FaissBackend("ivf", chunk_size=self.chunk_size or DEFAULT_CHUNK_SIZE,
+                chosen = FaissBackend("ivf", chunk_size=self.chunk_size or DEFAULT_CHUNK_ROWS,
                                       threads=self.threads, **self.ivf_options)
             except ImportError:
                 reason = ('faiss is not installed (pip install "galmorphsearch[scale]" for '

@@ -12,10 +12,11 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Column, Table
 
 from ..catalogs import get_scheme
-from ..database._stores import ArrayLatents, LatentSource, default_chunk_rows, is_latent_source
+from ..latents import ArrayLatents, LatentSource, default_chunk_rows, is_latent_source
+from ..latents.neighbours import _check_k
+from ..latents.similarity import identical_mask, identical_rtol
 from ..preprocessing import GalaxyCutout
 from .backends import SearchBackend, _check_on_stale, get_backend
-from .similarity import _check_k, identical_mask, identical_rtol
 
 __all__ = ["SimilaritySearcher", "match_coordinates"]
 
@@ -123,7 +124,7 @@ class SimilaritySearcher:
     ----------
     database : `~galmorphsearch.database.LatentDatabase`
         The latent database: any object with ``latent_source`` (a latent
-        source, see `galmorphsearch.database.LatentSource`; searched chunk
+        source, see `galmorphsearch.latents.LatentSource`; searched chunk
         by chunk, so a database read with ``memmap=True`` is never loaded
         whole) or ``latents`` (N, D), ``table`` (with ``objid``, ``ra``,
         ``dec``, ``morphology``, ``type_index``), ``h_similarity_mean``,

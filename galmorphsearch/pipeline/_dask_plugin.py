@@ -2,12 +2,17 @@
 """
 The Dask worker plugin that gives every worker one copy of an encoder.
 
-Imported only when `~galmorphsearch.database.build_database` is given a
-``dask.distributed`` client: ``distributed`` is an optional dependency.
+Imported only when `~galmorphsearch.pipeline.build_database` is given a
+``dask.distributed`` client (and by its tasks on the workers):
+``distributed`` is an optional dependency. The encoders the plugin loads are
+kept here, by worker and weights hash, for the tasks of
+`galmorphsearch.pipeline.build`.
 """
 
+import collections
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 try:
@@ -16,6 +21,30 @@ except ImportError:  # pragma: no cover - the plugin is only made with a client
     WorkerPlugin = object
 
 __all__ = []
+
+# Encoders loaded on Dask workers by `EncoderPlugin`, keyed by
+# (worker id, weights hash): one per worker, even for threaded workers that
+# share this module.
+_WORKER_ENCODERS = {}
+# How many times each (worker id, weights hash) was loaded.
+_ENCODER_LOADS = collections.Counter()
+_LOCK = threading.Lock()
+
+
+def _keep_worker_encoder(worker_id, key, encoder):
+    with _LOCK:
+        _WORKER_ENCODERS[(worker_id, key)] = encoder
+        _ENCODER_LOADS[(worker_id, key)] += 1
+
+
+def _drop_worker_encoder(worker_id, key):
+    with _LOCK:
+        _WORKER_ENCODERS.pop((worker_id, key), None)
+
+
+def _encoder_loads(key, dask_worker=None):
+    """How many times this worker loaded the encoder ``key`` (run with ``client.run``)."""
+    return _ENCODER_LOADS[(dask_worker.id, key)]
 
 
 class EncoderPlugin(WorkerPlugin):
@@ -46,7 +75,6 @@ class EncoderPlugin(WorkerPlugin):
 
     def setup(self, worker):
         from ..model import Encoder
-        from . import _distributed
 
         folder = getattr(worker, "local_directory", None) or tempfile.gettempdir()
         fd, tmp = tempfile.mkstemp(prefix=f"{self.name}-", suffix=".safetensors", dir=folder)
@@ -60,12 +88,10 @@ class EncoderPlugin(WorkerPlugin):
             msg = (f"The encoder shipped to worker {worker.id} has weights hash "
                    f"{encoder.weights_hash}, not {self.key}.")
             raise RuntimeError(msg)
-        _distributed._keep_worker_encoder(worker.id, self.key, encoder)
+        _keep_worker_encoder(worker.id, self.key, encoder)
 
     def teardown(self, worker):
-        from . import _distributed
-
-        _distributed._drop_worker_encoder(worker.id, self.key)
+        _drop_worker_encoder(worker.id, self.key)
 
 
 def plugin_name(key):

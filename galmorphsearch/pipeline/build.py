@@ -15,12 +15,10 @@ cluster; without one the same tasks run one after the other in this
 process, and the file is the same.
 """
 
-import collections
 import itertools
 import os
 import shutil
 import tempfile
-import threading
 import time
 import uuid
 import warnings
@@ -29,10 +27,13 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Column, Table
 
+from ..database import HDF5Latents, LatentDatabase
+from ..database._hdf5 import write_hdf5
+from ..latents import ArrayLatents, LatentSource, storage_dtype
+from ..latents.similarity import _h_similarity_rows
+from ..preprocessing import CutoutSet, GalaxyCutout
 from ..utils import GalMorphSearchWarning
 from ..utils.progress import progress_iter
-from ._hdf5 import write_hdf5
-from ._stores import ArrayLatents, HDF5Latents, LatentSource, storage_dtype
 
 __all__ = ["build_database", "local_cluster"]
 
@@ -41,7 +42,7 @@ __all__ = ["build_database", "local_cluster"]
 _HSIM_BLOCK_ROWS = 8192
 
 #: Database rows compared at once in the H-similarity search (as in
-#: `~galmorphsearch.search.database_h_similarity`).
+#: `~galmorphsearch.latents.database_h_similarity`).
 _HSIM_CHUNK_ROWS = 32768
 
 _ON_ERROR = ("skip", "raise")
@@ -50,43 +51,18 @@ _ON_ERROR = ("skip", "raise")
 #: it removes the partition folder.
 _STOP_TIMEOUT = 120.0
 
-# Encoders loaded on Dask workers by `_dask_plugin.EncoderPlugin`, keyed by
-# (worker id, weights hash): one per worker, even for threaded workers that
-# share this module.
-_WORKER_ENCODERS = {}
-# How many times each (worker id, weights hash) was loaded.
-_ENCODER_LOADS = collections.Counter()
-_LOCK = threading.Lock()
-
-
-def _keep_worker_encoder(worker_id, key, encoder):
-    with _LOCK:
-        _WORKER_ENCODERS[(worker_id, key)] = encoder
-        _ENCODER_LOADS[(worker_id, key)] += 1
-
-
-def _drop_worker_encoder(worker_id, key):
-    with _LOCK:
-        _WORKER_ENCODERS.pop((worker_id, key), None)
-
-
-def _encoder_loads(key, dask_worker=None):
-    """How many times this worker loaded the encoder ``key`` (run with ``client.run``)."""
-    return _ENCODER_LOADS[(dask_worker.id, key)]
-
-
 def _task_encoder(key, encoder):
     """The encoder of a task: the one given in-process, else the worker's."""
     if encoder is not None:
         return encoder, None
     from distributed import get_worker
 
+    from ._dask_plugin import _WORKER_ENCODERS, plugin_name
+
     worker = get_worker()
     try:
         return _WORKER_ENCODERS[(worker.id, key)], worker.id
     except KeyError:
-        from ._dask_plugin import plugin_name
-
         msg = (f"Worker {worker.id} has no encoder with weights hash {key}: the worker "
                f"plugin {plugin_name(key)!r} was unregistered during the build.")
         raise RuntimeError(msg) from None
@@ -156,8 +132,7 @@ def _build_partition(index, start, payload, key, folder, batch_size, preprocess_
         ``keywords`` (the preprocessing keyword summary), ``worker`` (the
         worker id or None) and ``encoder_id`` (``id`` of the encoder used).
     """
-    from ..preprocessing import GalaxyCutout
-    from .database import _cutout_keywords
+    from ..database.database import _cutout_keywords
 
     encoder, worker_id = _task_encoder(key, encoder)
     failures = []
@@ -216,7 +191,7 @@ def _stack(arrays, what):
 
 
 def _checked_latents(latents, encoder, what, rows):
-    from .database import _checked_encoder_output
+    from ..database.database import _checked_encoder_output
 
     return _checked_encoder_output(latents, encoder, what, len(rows),
                                    lambda bad: f"catalog rows {rows[bad[:5]].tolist()}")
@@ -227,12 +202,10 @@ def _h_similarity_block(paths, q0, q1, chunk_rows=None):
     The H-similarity of rows ``q0`` to ``q1`` of the partitions' latents.
 
     Every row is searched against all the others, exactly as
-    `~galmorphsearch.search.database_h_similarity` does for latents in
+    `~galmorphsearch.latents.database_h_similarity` does for latents in
     memory (same candidates, same float64 re-ranking, same handling of
     identical latents), reading the partitions chunk by chunk.
     """
-    from ..search.similarity import _h_similarity_rows
-
     chunk_rows = _HSIM_CHUNK_ROWS if chunk_rows is None else chunk_rows
     lat = _PartitionLatents(paths, "latent")
     bkg = _PartitionLatents(paths, "background_latent")
@@ -318,16 +291,17 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
     Without a client the same tasks run one after the other in this
     process, and for the same ``partition_size`` the file is the same (the
     ``DATE`` keyword and the checksums that cover it aside). Either way it
-    holds what `LatentDatabase.build` and `LatentDatabase.write` make from
-    the same cutouts (the latents up to float32 rounding, as the encoder
-    sees other batches), but the latents are never all in memory at once
-    (the other columns are).
+    holds what `~galmorphsearch.database.LatentDatabase.build` and
+    `~galmorphsearch.database.LatentDatabase.write` make from the same
+    cutouts (the latents up to float32 rounding, as the encoder sees other
+    batches), but the latents are never all in memory at once (the other
+    columns are).
 
     Parameters
     ----------
     catalog : `~astropy.table.Table`
         Catalog rows with at least ``objid``, ``ra``, ``dec``,
-        ``morphology`` and ``type_index`` (see `LatentDatabase.build`).
+        ``morphology`` and ``type_index`` (see `~galmorphsearch.database.LatentDatabase.build`).
     images : `~galmorphsearch.preprocessing.CutoutSet` or sequence
         One item per catalog row, in the same order: a
         `~galmorphsearch.preprocessing.CutoutSet`, or a sequence whose
@@ -342,7 +316,7 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
         worker, on the CPU.
     output : str or path-like
         The database file; its name (or ``format``) chooses FITS or HDF5,
-        as for `LatentDatabase.write`.
+        as for `~galmorphsearch.database.LatentDatabase.write`.
     client : `distributed.Client`, optional
         Run the tasks on this Dask cluster. The folder of ``output`` (or
         ``scratch_dir``) must be reachable by the workers under the same
@@ -350,9 +324,9 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
     partition_size : int, optional
         Catalog rows per partition (per task).
     carry, catalog_name, scheme : optional
-        As for `LatentDatabase.build`.
+        As for `~galmorphsearch.database.LatentDatabase.build`.
     dtype : {'float32', 'float16'}, optional
-        Stored precision of the latents (see `LatentDatabase.write`); the
+        Stored precision of the latents (see `~galmorphsearch.database.LatentDatabase.write`); the
         H-similarity is computed from the float32 latents either way.
     format : {'fits', 'hdf5'}, optional
         The file format, whatever the name of ``output``.
@@ -361,7 +335,7 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
         error raised before any work is done.
     memmap : bool, optional
         Read the database returned with ``memmap=True`` (latents left in
-        the file; see `LatentDatabase.read`).
+        the file; see `~galmorphsearch.database.LatentDatabase.read`).
     batch_size : int, optional
         Images encoded at once.
     preprocess_kwargs : dict, optional
@@ -381,7 +355,7 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
 
     Returns
     -------
-    database : `LatentDatabase`
+    database : `~galmorphsearch.database.LatentDatabase`
         The database read back from ``output``.
     failures : `~astropy.table.Table`
         One row per galaxy left out (``on_error='skip'``): ``row`` (in
@@ -398,7 +372,7 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
     ValueError
         If the number of images differs from the number of catalog rows,
         an argument is out of range, no galaxy could be preprocessed, or
-        as for `LatentDatabase.build`.
+        as for `~galmorphsearch.database.LatentDatabase.build`.
 
     Warns
     -----
@@ -425,15 +399,14 @@ def build_database(catalog, images, encoder, output, *, client=None, partition_s
     Examples
     --------
     >>> from dask.distributed import Client, LocalCluster  # doctest: +SKIP
-    >>> from galmorphsearch.database import build_database
+    >>> from galmorphsearch.pipeline import build_database
     >>> client = Client(LocalCluster(n_workers=4, threads_per_worker=1))  # doctest: +SKIP
     >>> db, failures = build_database(catalog, jpeg_paths, encoder, "gz2.fits",
     ...                               client=client, partition_size=512,
     ...                               preprocess_kwargs={"size": 64, "seed": 0}
     ...                               )  # doctest: +SKIP
     """
-    from .database import (
-        LatentDatabase,
+    from ..database.database import (
         _build_meta,
         _catalog_table,
         _check_catalog,
@@ -542,7 +515,7 @@ def local_cluster(n_workers, **kwargs):
     Examples
     --------
     >>> from dask.distributed import Client  # doctest: +SKIP
-    >>> from galmorphsearch.database import build_database, local_cluster
+    >>> from galmorphsearch.pipeline import build_database, local_cluster
     >>> with local_cluster(4) as cluster, Client(cluster) as client:  # doctest: +SKIP
     ...     db, failures = build_database(catalog, jpeg_paths, encoder, "gz2.fits",
     ...                                   client=client)
@@ -568,8 +541,6 @@ def _positive_int(name, value):
 
 def _partition_specs(images, n_rows, partition_size):
     """``[(start, payload)]`` of the partitions, and the keywords of a cutout set."""
-    from ..preprocessing import CutoutSet, GalaxyCutout
-
     if isinstance(images, CutoutSet):
         n = len(images)
         keywords = (images.header_keywords(), set())

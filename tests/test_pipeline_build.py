@@ -1,6 +1,6 @@
 # Licensed under a 3-clause BSD style license - see LICENSE.rst
 """
-Tests of `build_database`: partitioned builds in-process and on a Dask
+Tests of `galmorphsearch.pipeline.build_database`: partitioned builds in-process and on a Dask
 ``LocalCluster`` give the file `LatentDatabase.build` gives.
 """
 
@@ -11,8 +11,10 @@ import pytest
 from astropy.table import Table
 
 from galmorphsearch import GalaxyCutout
-from galmorphsearch.database import LatentDatabase, _distributed, build_database
+from galmorphsearch.database import LatentDatabase
 from galmorphsearch.datasets import make_synthetic_sample
+from galmorphsearch.pipeline import _dask_plugin, build_database
+from galmorphsearch.pipeline import build as pipeline_build
 from galmorphsearch.preprocessing import CutoutSet
 from galmorphsearch.utils import GalMorphSearchWarning
 
@@ -143,7 +145,7 @@ def test_h_similarity_blocks(sample, encoder, tmp_path, monkeypatch):
     catalog, files = sample
     one, _ = build_database(catalog, files, encoder, tmp_path / "one.fits",
                             carry=["r_half"], preprocess_kwargs=PREP)
-    monkeypatch.setattr(_distributed, "_HSIM_BLOCK_ROWS", 2)
+    monkeypatch.setattr(pipeline_build, "_HSIM_BLOCK_ROWS", 2)
     blocks, _ = build_database(catalog, files, encoder, tmp_path / "blocks.fits",
                                carry=["r_half"], preprocess_kwargs=PREP)
     np.testing.assert_array_equal(one.h_similarity, blocks.h_similarity)
@@ -152,7 +154,7 @@ def test_h_similarity_blocks(sample, encoder, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["db.fits", "db.h5"])
 def test_dask_matches_in_process(sample, encoder, client, tmp_path, monkeypatch, name):
     catalog, files = sample
-    monkeypatch.setattr(_distributed, "_HSIM_BLOCK_ROWS", 3)
+    monkeypatch.setattr(pipeline_build, "_HSIM_BLOCK_ROWS", 3)
     kwargs = {"partition_size": 2, "carry": ["r_half"], "preprocess_kwargs": PREP}
     local, _ = build_database(catalog, files, encoder, tmp_path / f"local-{name}", **kwargs)
     dask, failures = build_database(catalog, files, encoder, tmp_path / name, client=client,
@@ -173,9 +175,9 @@ def test_encoder_loaded_once_per_worker(sample, client, tmp_path):
         build_database(catalog, files, encoder, tmp_path / f"db{i}.fits", client=client,
                        partition_size=1, carry=["r_half"], preprocess_kwargs=PREP)
     # Seven tasks a build, two builds: one load on each of the two workers.
-    loads = client.run(_distributed._encoder_loads, key)
+    loads = client.run(_dask_plugin._encoder_loads, key)
     assert sorted(loads.values()) == [1, 1]
-    workers = {wid for wid, k in _distributed._WORKER_ENCODERS if k == key}
+    workers = {wid for wid, k in _dask_plugin._WORKER_ENCODERS if k == key}
     assert len(workers) == 2
 
 
@@ -304,18 +306,18 @@ def test_worker_processes(sample, encoder, tmp_path):
             distributed.Client(cluster) as client:
         db, _ = build_database(catalog, files, encoder, tmp_path / "db.fits", client=client,
                                **kwargs)
-        loads = client.run(_distributed._encoder_loads, encoder.weights_hash)
+        loads = client.run(_dask_plugin._encoder_loads, encoder.weights_hash)
     assert sorted(loads.values()) == [1, 1]
     assert_same_database(db, local, exact=False)
     assert leftovers(tmp_path) == []
 
 
 def test_dask_imported_only_when_used():
-    """galmorphsearch.database works without dask and does not import it."""
+    """galmorphsearch.database and .pipeline work without dask and do not import it."""
     import subprocess
     import sys
 
-    code = ("import sys, galmorphsearch.database; "
+    code = ("import sys, galmorphsearch.database, galmorphsearch.pipeline; "
             "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -326,7 +328,7 @@ def test_local_cluster_workers_keep_the_default_malloc_trimming(monkeypatch):
     # Dask's nanny would start the workers with MALLOC_TRIM_THRESHOLD_=65536,
     # which slows preprocessing down; local_cluster leaves it unset.
     distributed = pytest.importorskip("distributed")
-    from galmorphsearch.database import local_cluster
+    from galmorphsearch.pipeline import local_cluster
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     with local_cluster(1) as cluster, distributed.Client(cluster) as client:

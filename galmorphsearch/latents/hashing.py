@@ -7,9 +7,9 @@ The one definition of ``LATHASH``, the content hash of a database's latents.
 or little-endian float16 for a database written with ``dtype='float16'``
 (the raw bits of FITS's int16 column are the same bytes). Nothing else goes
 into the hash (no shape, no header), so the hash of the same stored latents
-is the same whatever wrote them: `write_fits`, the chunked FITS writer, the
-HDF5 writer and `~galmorphsearch.database.latent_hash` all feed the stored
-values through `LatentHasher`, and search index sidecars record it.
+is the same whatever wrote them: the FITS writers and the HDF5 writer of
+`galmorphsearch.database` and `latent_hash` all feed the stored values
+through `LatentHasher`, and search index sidecars record it.
 """
 
 import hashlib
@@ -17,8 +17,9 @@ import hashlib
 import numpy as np
 
 from ..utils import DatabaseFormatError
+from .sources import as_latent_source, default_chunk_rows, storage_dtype
 
-__all__ = ["LatentHasher", "LATHASH_DIGITS", "lathash_mismatch"]
+__all__ = ["latent_hash", "LatentHasher", "LATHASH_DIGITS", "lathash_mismatch"]
 
 #: Hexadecimal digits kept of the sha256.
 LATHASH_DIGITS = 16
@@ -31,7 +32,7 @@ class LatentHasher:
     Examples
     --------
     >>> import numpy as np
-    >>> from galmorphsearch.database._lathash import LatentHasher
+    >>> from galmorphsearch.latents import LatentHasher
     >>> hasher = LatentHasher()
     >>> hasher.update(np.zeros((2, 3), np.float32))
     >>> len(hasher.hexdigest())
@@ -86,3 +87,45 @@ def lathash_mismatch(path, recorded, computed):
            "match them. If the change was deliberate, read the file with verify=False and "
            "write it again.")
     return DatabaseFormatError(msg)
+
+
+def latent_hash(source, dtype=None):
+    """
+    The ``LATHASH`` keyword of latents: a short sha256 of their bytes.
+
+    The hash covers the latents in row order as stored, little-endian
+    float32 or float16 (``dtype``), so two files with the same latents at
+    the same precision share it whatever their format, and an index built
+    from one database can be checked against another cheaply. It is the
+    hash every database file records (`LatentDatabase.lathash
+    <galmorphsearch.database.LatentDatabase.lathash>`) and the one the
+    sidecar of a saved search index is checked against.
+
+    Parameters
+    ----------
+    source : `~galmorphsearch.latents.LatentSource` or array-like
+        The latents (any object of the latent-source protocol, or an array).
+    dtype : str or dtype-like, optional
+        Stored precision to hash; default: the source's.
+
+    Returns
+    -------
+    lathash : str
+        The first 16 hexadecimal digits of the sha256.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from galmorphsearch.latents import latent_hash
+    >>> a = np.arange(6, dtype=np.float32).reshape(3, 2)
+    >>> latent_hash(a) == latent_hash(a.astype(np.float64))
+    True
+    >>> latent_hash(a) == latent_hash(a[::-1]), latent_hash(a) == latent_hash(a, 'float16')
+    (False, False)
+    """
+    source = as_latent_source(source)
+    store = storage_dtype(source.dtype if dtype is None else dtype)
+    hasher = LatentHasher()
+    for _, chunk in source.iter_chunks(default_chunk_rows(source)):
+        hasher.update(np.asarray(chunk, dtype=store))
+    return hasher.hexdigest()
