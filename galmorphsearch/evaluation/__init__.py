@@ -10,12 +10,7 @@ space).
 from .paper import *  # noqa: F403
 from .paper import __all__ as _paper_all
 
-try:
-    from .related import *  # noqa: F403
-    from .related import __all__ as _related_all
-except ModuleNotFoundError as exc:  # the related-methods module is not there yet
-    if exc.name != f"{__name__}.related":
-        raise
-    _related_all = []
+from .related import *  # noqa: F403
+from .related import __all__ as _related_all
 
 __all__ = [*_paper_all, *_related_all]
