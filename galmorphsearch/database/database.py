@@ -544,6 +544,64 @@ class LatentDatabase:
                 "input_mode": str(meta.get("ENCMODE", "rgb")),
                 "training": str(meta.get("ENCTRAIN", "unknown"))}
 
+    def summary(self, name=None):
+        """
+        What the database holds, as a few lines of text.
+
+        The number of galaxies, the precision and ``LATHASH`` of the
+        latents, the encoder (and which shipped pretrained encoder it is,
+        if any), the scheme and the build, the H-similarity statistics, the
+        count of each type, the columns and the header keywords. This is
+        what ``galmorphsearch info`` prints.
+
+        Parameters
+        ----------
+        name : str, optional
+            How the first line names the database (default: its `path`,
+            or nothing for a database that was not read from a file).
+
+        Returns
+        -------
+        text : str
+            The lines, joined by newlines (no final newline).
+
+        Examples
+        --------
+        >>> from galmorphsearch.database import LatentDatabase
+        >>> database = LatentDatabase.read('db.fits', memmap=True)  # doctest: +SKIP
+        >>> print(database.summary())  # doctest: +SKIP
+        db.fits: latent database of 12 galaxies
+          latents    float32 in the file; LATHASH 3f5e0c2a9b1d4e67
+          ...
+        """
+        from ..model import identify_pretrained
+
+        meta = self.meta
+        if name is None and self.path is not None:
+            name = str(self.path)
+        head = f"{name}: " if name is not None else ""
+        lines = [f"{head}latent database of {len(self)} galaxies",
+                 f"  latents    {self.latent_dtype} in the file; LATHASH {self.lathash}"]
+        shipped = identify_pretrained(str(meta.get("ENCHASH")))
+        lines.append(f"  encoder    {meta.get('ENCODER')} ({meta.get('ENCARCH')}, "
+                     f"{meta.get('INSIZE')} px, {meta.get('LATDIM')} latents, "
+                     f"weights hash {meta.get('ENCHASH')}"
+                     + (f"; the shipped pretrained encoder {shipped!r})" if shipped else ")"))
+        lines.append(f"  scheme     {meta.get('SCHEME')}; built {meta.get('DATE')} with "
+                     f"galmorphsearch {meta.get('GMSVERS')}")
+        mean, std = self.h_similarity_mean, self.h_similarity_std
+        if mean is not None and np.isfinite(mean):
+            lines.append(f"  H-similarity {mean:.2f} +/- {std:.2f} (no similar galaxy "
+                         f"below {mean - std:.2f})")
+        morphology = np.asarray(self.table["morphology"], dtype=str)
+        types, counts = np.unique(morphology, return_counts=True)
+        lines.append("  types      " + ", ".join(f"{t}={c}" for t, c in
+                                                 zip(types, counts, strict=True)))
+        lines.append("  columns    " + ", ".join(self.table.colnames))
+        others = {k: v for k, v in meta.items() if k not in ("COMMENT", "HISTORY")}
+        lines.append("  keywords   " + ", ".join(f"{k}={v}" for k, v in others.items()))
+        return "\n".join(lines)
+
     # ------------------------------------------------------------------
     # provenance
     def check_encoder(self, encoder):

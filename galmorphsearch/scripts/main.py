@@ -83,9 +83,9 @@ _fraction_or_zero = _number_type(float, "a number", lambda v: 0.0 <= v < 1.0,
 
 
 def _scheme_names():
-    from galmorphsearch.catalogs.schemes import _SCHEMES
+    from galmorphsearch.catalogs import EFIGI_SCHEME, GZ2_SCHEME, NA10_SCHEME
 
-    return sorted(_SCHEMES)
+    return sorted(scheme.name for scheme in (GZ2_SCHEME, EFIGI_SCHEME, NA10_SCHEME))
 
 
 def _add_debug(parser, default):
@@ -139,6 +139,7 @@ def _build_parser():
                       help="matches per target in the results")
     demo.add_argument("--seed", type=_seed, default=0, help="seed of everything random")
     _common(demo)
+    demo.set_defaults(func=_run_demo)
 
     pre = sub.add_parser(
         "preprocess", help="cut many galaxies into a cutout set (FITS)",
@@ -160,6 +161,7 @@ def _build_parser():
     pre.add_argument("--png-dir", help="also write one PNG per cutout here")
     pre.add_argument("--output", "-o", required=True, help="output cutout set (.fits)")
     _common(pre)
+    pre.set_defaults(func=_run_preprocess)
 
     train = sub.add_parser(
         "train", help="train an encoder on a cutout set",
@@ -198,6 +200,7 @@ def _build_parser():
     train.add_argument("--resume", help="'last' or a checkpoint file to resume from")
     train.add_argument("--seed", type=_seed, default=0, help="seed of the split and training")
     _common(train)
+    train.set_defaults(func=_run_train)
 
     build = sub.add_parser(
         "build-db", help="encode a cutout set of known types into a latent database",
@@ -227,6 +230,7 @@ def _build_parser():
     build.add_argument("--partition-size", type=_positive_int, default=256,
                        help="galaxies per Dask task (with --scheduler or --workers)")
     _common(build)
+    build.set_defaults(func=_run_build_db)
 
     for verb, helptext in (("search", "find the most similar database galaxies"),
                            ("classify", "predict types by the most similar galaxy")):
@@ -243,6 +247,7 @@ def _build_parser():
             parser_v.add_argument("--vote", type=_positive_int, metavar="K",
                                   help="also a vote of the K most similar galaxies")
         _common(parser_v)
+        parser_v.set_defaults(func=_run_search if verb == "search" else _run_classify)
 
     ev = sub.add_parser(
         "evaluate", help="the paper's evaluation of a latent database",
@@ -260,6 +265,7 @@ def _build_parser():
                     help="galaxies per type in each balanced draw")
     ev.add_argument("--output", "-o", help="write the per-galaxy predictions here")
     _common(ev)
+    ev.set_defaults(func=_run_evaluate)
 
     rep = sub.add_parser(
         "report", help="write a self-contained HTML report of a search",
@@ -288,10 +294,12 @@ def _build_parser():
     _search_options(rep)
     rep.add_argument("--output", "-o", required=True, help="report file (.html)")
     _common(rep)
+    rep.set_defaults(func=_run_report)
 
     info = sub.add_parser("info", help="say what a latent database file holds",
                           description="Print the provenance and content of a latent database.")
     info.add_argument("database", help="latent database (.fits)")
+    info.set_defaults(func=_run_info)
 
     cut = sub.add_parser(
         "cutout", help="preprocess one galaxy from g, r, i FITS files or a colour image",
@@ -311,6 +319,7 @@ def _build_parser():
     cut.add_argument("--output", "-o", required=True, help="output PNG file")
     cut.add_argument("--plot", metavar="FILE", help="also save a figure of the steps")
     cut.add_argument("--overwrite", action="store_true", help="replace existing files")
+    cut.set_defaults(func=_run_cutout)
 
     cat = sub.add_parser(
         "catalog", help="read a GZ2 / EFIGI / NA10 catalog into the standard table",
@@ -321,6 +330,7 @@ def _build_parser():
     cat.add_argument("--output", "-o", required=True,
                      help="output file (format from the extension, FITS by default)")
     cat.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    cat.set_defaults(func=_run_catalog)
     for verb_parser in sub.choices.values():
         # Given before or after the verb; SUPPRESS keeps the top-level value.
         _add_debug(verb_parser, argparse.SUPPRESS)
@@ -662,7 +672,7 @@ def _history_path(encoder_path):
 
 def _check_fresh_checkpoint_dir(folder):
     """Refuse to start a new run over the checkpoints of an earlier one."""
-    from galmorphsearch.model.training import HISTORY_FILENAME
+    from galmorphsearch.model import HISTORY_FILENAME
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -746,12 +756,7 @@ def _load_encoder(spec, database=None):
     weights hash), or the default pretrained encoder when there is no
     database yet.
     """
-    from galmorphsearch.model import Encoder
-    from galmorphsearch.model.pretrained import (
-        DEFAULT_PRETRAINED,
-        _names_shipped,
-        identify_pretrained,
-    )
+    from galmorphsearch.model import DEFAULT_PRETRAINED, PRETRAINED, Encoder, identify_pretrained
 
     if spec is None and database is None:
         encoder = Encoder.pretrained()
@@ -768,7 +773,8 @@ def _load_encoder(spec, database=None):
             raise ValueError(msg)
         print(f"using the pretrained encoder {name!r} that built the database")
         return Encoder.pretrained(name)
-    if _names_shipped(spec):
+    if spec in PRETRAINED and not Path(spec).exists():
+        # A shipped encoder's name, unless a file of that name is there.
         return Encoder.pretrained(spec)
     return Encoder.load(spec)
 
@@ -829,8 +835,8 @@ def _targets(args):
     return searcher, latents, backgrounds, ids
 
 
-def _encode_targets(args):
-    """The searcher, the target cutout set, their latents, background latents and ids."""
+def _open_searcher(args):
+    """The searcher of ``--database`` and the target cutout set."""
     from galmorphsearch.database import LatentDatabase
     from galmorphsearch.preprocessing import CutoutSet
     from galmorphsearch.search import SimilaritySearcher
@@ -843,14 +849,19 @@ def _encode_targets(args):
     if searcher.index_path is not None:
         print(f"search backend {args.backend!r} with the index file {searcher.index_path}")
     _check_preprocessing(cutout_set, database, args.cutouts)
+    return searcher, cutout_set
+
+
+def _encode_targets(args):
+    """The searcher, the target cutout set, their latents, background latents and ids."""
+    searcher, cutout_set = _open_searcher(args)
+    encoder = searcher.encoder
     latents = encoder.encode(cutout_set.images, progress_bar=args.progress)
     backgrounds = encoder.encode(cutout_set.backgrounds, progress_bar=args.progress)
     table = cutout_set.table
     ids = ([str(v) for v in table["objid"]] if "objid" in table.colnames
            else [str(i) for i in range(len(table))])
     return searcher, cutout_set, latents, backgrounds, ids
-
-
 
 
 def _check_preprocessing(cutout_set, database, path):
@@ -949,115 +960,28 @@ def _html_path(path):
         raise ValueError(msg)
 
 
-def _known_types(table):
-    """The ``morphology`` column of a target table as str or None per row."""
-    if "morphology" not in table.colnames:
-        return None
-    column = table["morphology"]
-    mask = np.ma.getmaskarray(column)
-    values = [None if m else str(v).strip() or None for v, m in zip(column, mask, strict=True)]
-    return values if any(v is not None for v in values) else None
-
-
-# Summary entries of evaluate_retrieval shown in the report, with their labels
-# (those ending in "rate" are shown as percentages).
-_EVALUATION_LABELS = (
-    ("n", "targets (MC)"), ("n_md", "database galaxies (MD)"), ("best_rate", "best rate"),
-    ("good_rate", "good rate"), ("width", "good: within this many types"),
-    ("miss_rate", "miss rate"), ("correlation", "type correlation r"),
-    ("no_similar_rate", "no-similar-galaxy rate"),
-    ("h_similarity_threshold", "no-similar-galaxy threshold"),
-)
-
-
 def _run_report(args):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from galmorphsearch.catalogs import get_scheme
-    from galmorphsearch.evaluation import evaluate_retrieval, latent_map
-    from galmorphsearch.preprocessing import CutoutSet
-    from galmorphsearch.utils import GalMorphSearchWarning
-    from galmorphsearch.visualization import (
-        plot_confusion_matrix,
-        plot_h_similarity_by_type,
-        plot_h_similarity_histogram,
-        plot_latent_map,
-        plot_loss_history,
-        write_report,
-    )
+    from galmorphsearch.visualization import make_report
 
     _check_outputs([args.output], args.overwrite)
     _html_path(args.output)
     if args.history and not Path(args.history).is_file():
         msg = f"the loss history {args.history} does not exist"
         raise FileNotFoundError(msg)
-    db_cutouts = CutoutSet.read(args.database_cutouts) if args.database_cutouts else None
-    if db_cutouts is not None and "objid" not in db_cutouts.table.colnames:
-        msg = f"{args.database_cutouts} has no objid column to match the database galaxies"
-        raise ValueError(msg)
-    searcher, cutout_set, latents, backgrounds, ids = _encode_targets(args)
-    database = searcher.database
-    k = min(args.k, len(database))
-    results = searcher.search_latents(latents, backgrounds, k=k, target_ids=ids)
-    classification = searcher.classify_latents(latents, backgrounds, target_ids=ids)
-    if db_cutouts is not None:
-        have = {str(v) for v in db_cutouts.table["objid"]}
-        if not have & {str(v) for v in results["objid"]}:
-            warnings.warn(f"None of the matched galaxies is in {args.database_cutouts} (by "
-                          "objid): the report shows no thumbnails of matches.",
-                          GalMorphSearchWarning, stacklevel=2)
-
-    true_types = _known_types(cutout_set.table)
-    no_similar = np.asarray(classification["no_similar"], dtype=bool)
-    summary = {"targets": len(ids), "targets with no similar galaxy": int(no_similar.sum())}
-    if true_types is not None:
-        pairs = [(t, str(p)) for t, p in zip(true_types, classification["predicted_morphology"],
-                                             strict=True) if t is not None]
-        summary["targets of known type"] = len(pairs)
-        summary["targets of known type: exact-type rate"] = float(np.mean(
-            [t == p for t, p in pairs]))
-    summary["database galaxies"] = len(database)
-    summary["database H-similarity mean"] = database.h_similarity_mean
-    summary["database H-similarity std"] = database.h_similarity_std
-    summary["no-similar-galaxy threshold"] = searcher.h_similarity_threshold
-
-    morphology = np.asarray(database.table["morphology"]).astype(str)
-    try:
-        types = list(get_scheme(database.scheme).types)
-    except (KeyError, ValueError):
-        types = None
-    if types is not None and not set(morphology) <= set(types):
-        types = None
-    figures = {}
-    try:
-        if args.evaluate:
-            _, evaluation = evaluate_retrieval(database, fraction=args.fraction, seed=args.seed)
-            summary.update({f"MC/MD test: {label}": evaluation[key]
-                            for key, label in _EVALUATION_LABELS if key in evaluation})
-            figures["Confusion matrix of the MC/MD test (per cent of each true type)"] = \
-                plot_confusion_matrix(evaluation)
-        figures["H-similarity of the database galaxies"] = plot_h_similarity_histogram(database)
-        figures["H-similarity of the database galaxies per type"] = \
-            plot_h_similarity_by_type(database)
-        if len(database) >= 2:
-            coords = latent_map(database.latents, "pca", seed=args.seed)
-            figures["PCA map of the database latents"] = plot_latent_map(coords, morphology,
-                                                                        types=types)
-        if args.history:
-            figures["Training loss"] = plot_loss_history(args.history)
-        write_report(args.output, results, cutout_set, database_images=db_cutouts,
-                     classification=classification, target_ids=ids, true_types=true_types,
-                     figures=figures, summary=summary, title=args.title, k=k,
-                     overwrite=args.overwrite)
-    finally:
-        for figure in figures.values():
-            plt.close(figure)
-    flagged = f", {int(no_similar.sum())} with no similar galaxy" if no_similar.any() else ""
-    print(f"wrote a report of {len(ids)} target(s){flagged} and {len(figures)} figure(s) "
-          f"to {args.output}")
+    searcher, cutout_set = _open_searcher(args)
+    report = make_report(searcher, cutout_set, args.output, k=args.k,
+                         database_images=args.database_cutouts, evaluate=args.evaluate,
+                         fraction=args.fraction, seed=args.seed, history=args.history,
+                         title=args.title, overwrite=args.overwrite,
+                         progress_bar=args.progress)
+    n_flagged = report["n_no_similar"]
+    flagged = f", {n_flagged} with no similar galaxy" if n_flagged else ""
+    print(f"wrote a report of {report['n_targets']} target(s){flagged} and "
+          f"{report['n_figures']} figure(s) to {args.output}")
     return 0
 
 
@@ -1065,28 +989,7 @@ def _run_info(args):
     from galmorphsearch.database import LatentDatabase
 
     database = LatentDatabase.read(args.database, memmap=True)
-    meta = database.meta
-    print(f"{args.database}: latent database of {len(database)} galaxies")
-    print(f"  latents    {database.latent_dtype} in the file; LATHASH {database.lathash}")
-    from galmorphsearch.model.pretrained import identify_pretrained
-
-    shipped = identify_pretrained(str(meta.get("ENCHASH")))
-    print(f"  encoder    {meta.get('ENCODER')} ({meta.get('ENCARCH')}, "
-          f"{meta.get('INSIZE')} px, {meta.get('LATDIM')} latents, "
-          f"weights hash {meta.get('ENCHASH')}"
-          + (f"; the shipped pretrained encoder {shipped!r})" if shipped else ")"))
-    print(f"  scheme     {meta.get('SCHEME')}; built {meta.get('DATE')} with galmorphsearch "
-          f"{meta.get('GMSVERS')}")
-    if database.h_similarity_mean is not None and np.isfinite(database.h_similarity_mean):
-        print(f"  H-similarity {database.h_similarity_mean:.2f} +/- "
-              f"{database.h_similarity_std:.2f} (no similar galaxy below "
-              f"{database.h_similarity_mean - database.h_similarity_std:.2f})")
-    morphology = np.asarray(database.table["morphology"], dtype=str)
-    types, counts = np.unique(morphology, return_counts=True)
-    print("  types      " + ", ".join(f"{t}={c}" for t, c in zip(types, counts, strict=True)))
-    print("  columns    " + ", ".join(database.table.colnames))
-    others = {k: v for k, v in meta.items() if k not in ("COMMENT", "HISTORY")}
-    print("  keywords   " + ", ".join(f"{k}={v}" for k, v in others.items()))
+    print(database.summary(name=args.database))
     return 0
 
 
@@ -1177,16 +1080,11 @@ def main(args=None):
     parser = _build_parser()
     args = parser.parse_args(args)
     debug = args.debug or os.environ.get(_DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
-    runner = {"demo": _run_demo, "preprocess": _run_preprocess, "train": _run_train,
-              "build-db": _run_build_db, "search": _run_search, "classify": _run_classify,
-              "evaluate": _run_evaluate, "report": _run_report, "info": _run_info,
-              "cutout": _run_cutout,
-              "catalog": _run_catalog}[args.verb]
     prefix = f"galmorphsearch {args.verb}: error:"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            return runner(args)
+            return args.func(args)
     except KeyboardInterrupt:
         if debug:
             raise
@@ -1201,7 +1099,7 @@ def main(args=None):
 
 def _one_line(exc):
     """The message of an exception as one line, with its type when it is not the user's."""
-    from galmorphsearch.utils.exceptions import RemoteServiceError
+    from galmorphsearch.utils import RemoteServiceError
 
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, KeyError):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_report"]
+__all__ = ["make_report", "write_report"]
 
 # Images wider or taller than this are reduced (Lanczos) before embedding, so
 # that a report of many 256-px cutouts stays a few megabytes.
@@ -27,6 +27,15 @@ _THUMBNAIL_MAX = 128
 _RESULT_COLUMNS = ("rank", "objid", "morphology", "Sp")
 _CLASSIFICATION_COLUMNS = ("target", "predicted_morphology", "H_similarity", "no_similar")
 _SUFFIXES = (".html", ".htm")
+# Summary entries of evaluate_retrieval shown by make_report, with their labels
+# (those ending in "rate" are shown as percentages).
+_EVALUATION_LABELS = (
+    ("n", "targets (MC)"), ("n_md", "database galaxies (MD)"), ("best_rate", "best rate"),
+    ("good_rate", "good rate"), ("width", "good: within this many types"),
+    ("miss_rate", "miss rate"), ("correlation", "type correlation r"),
+    ("no_similar_rate", "no-similar-galaxy rate"),
+    ("h_similarity_threshold", "no-similar-galaxy threshold"),
+)
 # Provenance keywords of search results and databases, in display order.
 _META_LABELS = (
     ("ENCODER", "encoder"), ("ENCARCH", "encoder architecture"),
@@ -668,3 +677,221 @@ def write_report(path, results, targets, *, database_images=None, classification
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
+
+
+def _known_types(table):
+    """The ``morphology`` column of a target table as str or None per row."""
+    if "morphology" not in table.colnames:
+        return None
+    column = table["morphology"]
+    mask = np.ma.getmaskarray(column)
+    values = [None if m else str(v).strip() or None for v, m in zip(column, mask, strict=True)]
+    return values if any(v is not None for v in values) else None
+
+
+def _map_types(database, morphology):
+    """The types of the database's scheme in order, or None if they do not cover it."""
+    from galmorphsearch.catalogs import get_scheme
+
+    try:
+        types = list(get_scheme(database.scheme).types)
+    except (KeyError, ValueError):
+        return None
+    return types if set(morphology) <= set(types) else None
+
+
+def make_report(searcher, targets, path, *, k=5, database_images=None, evaluate=False,
+                fraction=0.1, seed=0, history=None, title="galmorphsearch report",
+                overwrite=False, progress_bar=False):
+    """
+    Search and classify a cutout set and write the HTML report of it.
+
+    What ``galmorphsearch report`` does: encode the targets with the
+    searcher's encoder, search their ``k`` most similar database galaxies
+    and classify them (`~galmorphsearch.search.SimilaritySearcher.search_latents`,
+    `~galmorphsearch.search.SimilaritySearcher.classify_latents`), and write
+    the page with `write_report`: a summary table (targets, those with no
+    similar galaxy, the exact-type rate of the targets whose ``morphology``
+    is known, the database's H-similarity statistics and threshold), one
+    card per target, and figures of the database (the H-similarity
+    histogram, overall and per type, and a PCA map of its latents), with
+    the paper's MC/MD evaluation (rates and confusion matrix,
+    `~galmorphsearch.evaluation.evaluate_retrieval`) and the training loss
+    curve on request. The figures are closed once written.
+
+    Parameters
+    ----------
+    searcher : `~galmorphsearch.search.SimilaritySearcher`
+        A searcher of the database, with the encoder that built it.
+    targets : `~galmorphsearch.preprocessing.CutoutSet`
+        The target galaxies; their ``objid`` column (else their row
+        numbers) identifies them, and their ``morphology`` column, if any,
+        gives the known types.
+    path : str or path-like
+        The report file, ending in ``.html`` or ``.htm``.
+    k : int, optional
+        Matches shown per target (at most the size of the database).
+    database_images : `~galmorphsearch.preprocessing.CutoutSet`, str, path-like or mapping, optional
+        Images of the database galaxies, for the thumbnails of the matches:
+        a cutout set with an ``objid`` column (or its file), or a mapping
+        ``objid -> (H, W, 3)`` array.
+    evaluate : bool, optional
+        Also run the MC/MD evaluation of the database.
+    fraction : float, optional
+        Share of MC targets per type for ``evaluate``.
+    seed : int, optional
+        Seed of the MC/MD split and of the latent map.
+    history : `~astropy.table.Table`, str or path-like, optional
+        Loss history (as written by the trainers), for the loss curve.
+    title : str, optional
+        Title of the page.
+    overwrite : bool, optional
+        Replace an existing file.
+    progress_bar : bool, optional
+        Show progress bars while encoding the targets.
+
+    Returns
+    -------
+    report : dict
+        ``path`` (the `pathlib.Path` written), ``n_targets``,
+        ``n_no_similar`` (targets with no similar galaxy), ``n_figures``,
+        ``summary`` (the numbers of the summary table), and the search
+        ``results`` and ``classification`` tables.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not end in ``.html`` or ``.htm``, the searcher has
+        no encoder, or ``database_images`` is a cutout set without an
+        ``objid`` column; see also `write_report`.
+    FileNotFoundError
+        If ``history`` or the file of ``database_images`` does not exist.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+
+    Warns
+    -----
+    ~galmorphsearch.utils.GalMorphSearchWarning
+        If ``database_images`` holds none of the matched galaxies.
+
+    See Also
+    --------
+    write_report : The page itself, from results computed elsewhere.
+
+    Examples
+    --------
+    >>> from galmorphsearch.database import LatentDatabase
+    >>> from galmorphsearch.model import Encoder
+    >>> from galmorphsearch.preprocessing import CutoutSet
+    >>> from galmorphsearch.search import SimilaritySearcher
+    >>> from galmorphsearch.visualization import make_report
+    >>> database = LatentDatabase.read('db.fits')  # doctest: +SKIP
+    >>> encoder = Encoder.load('encoder.safetensors')  # doctest: +SKIP
+    >>> searcher = SimilaritySearcher(database, encoder)  # doctest: +SKIP
+    >>> report = make_report(searcher, CutoutSet.read('targets.fits'), 'report.html',
+    ...                      database_images='references.fits', evaluate=True)  # doctest: +SKIP
+    >>> report['n_targets'], report['n_figures']  # doctest: +SKIP
+    (4, 4)
+    """
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from galmorphsearch.evaluation import evaluate_retrieval, latent_map
+    from galmorphsearch.preprocessing import CutoutSet
+    from galmorphsearch.utils import GalMorphSearchWarning
+
+    from .plots import (
+        plot_confusion_matrix,
+        plot_h_similarity_by_type,
+        plot_h_similarity_histogram,
+        plot_latent_map,
+        plot_loss_history,
+    )
+
+    # Everything that can be refused is refused before the encoding.
+    path = Path(path)
+    if path.suffix.lower() not in _SUFFIXES:
+        msg = f"the report {path} must have a .html or .htm extension"
+        raise ValueError(msg)
+    if path.exists() and not overwrite:
+        msg = f"{path} already exists; pass overwrite=True to replace it"
+        raise FileExistsError(msg)
+    if isinstance(history, str | Path) and not Path(history).is_file():
+        msg = f"the loss history {history} does not exist"
+        raise FileNotFoundError(msg)
+    where = "database_images"
+    if isinstance(database_images, str | Path):
+        where = str(database_images)
+        database_images = CutoutSet.read(database_images)
+    if isinstance(database_images, CutoutSet) and "objid" not in database_images.table.colnames:
+        msg = f"{where} has no objid column to match the database galaxies"
+        raise ValueError(msg)
+    encoder = searcher.encoder
+    if encoder is None:
+        msg = ("make_report encodes the targets: give the searcher the encoder that built "
+               "the database, SimilaritySearcher(database, encoder)")
+        raise ValueError(msg)
+
+    latents = encoder.encode(targets.images, progress_bar=progress_bar)
+    backgrounds = encoder.encode(targets.backgrounds, progress_bar=progress_bar)
+    table = targets.table
+    ids = ([str(v) for v in table["objid"]] if "objid" in table.colnames
+           else [str(i) for i in range(len(table))])
+    database = searcher.database
+    k = min(k, len(database))
+    results = searcher.search_latents(latents, backgrounds, k=k, target_ids=ids)
+    classification = searcher.classify_latents(latents, backgrounds, target_ids=ids)
+    if database_images is not None:
+        if isinstance(database_images, CutoutSet):
+            have = {str(v) for v in database_images.table["objid"]}
+        else:
+            have = {str(v) for v in database_images}
+        if not have & {str(v) for v in results["objid"]}:
+            warnings.warn(f"None of the matched galaxies is in {where} (by objid): the "
+                          "report shows no thumbnails of matches.", GalMorphSearchWarning,
+                          stacklevel=2)
+
+    true_types = _known_types(table)
+    no_similar = np.asarray(classification["no_similar"], dtype=bool)
+    summary = {"targets": len(ids), "targets with no similar galaxy": int(no_similar.sum())}
+    if true_types is not None:
+        pairs = [(t, str(p)) for t, p in zip(true_types, classification["predicted_morphology"],
+                                             strict=True) if t is not None]
+        summary["targets of known type"] = len(pairs)
+        summary["targets of known type: exact-type rate"] = float(np.mean(
+            [t == p for t, p in pairs]))
+    summary["database galaxies"] = len(database)
+    summary["database H-similarity mean"] = database.h_similarity_mean
+    summary["database H-similarity std"] = database.h_similarity_std
+    summary["no-similar-galaxy threshold"] = searcher.h_similarity_threshold
+
+    morphology = np.asarray(database.table["morphology"]).astype(str)
+    types = _map_types(database, morphology)
+    figures = {}
+    try:
+        if evaluate:
+            _, evaluation = evaluate_retrieval(database, fraction=fraction, seed=seed)
+            summary.update({f"MC/MD test: {label}": evaluation[key]
+                            for key, label in _EVALUATION_LABELS if key in evaluation})
+            figures["Confusion matrix of the MC/MD test (per cent of each true type)"] = \
+                plot_confusion_matrix(evaluation)
+        figures["H-similarity of the database galaxies"] = plot_h_similarity_histogram(database)
+        figures["H-similarity of the database galaxies per type"] = \
+            plot_h_similarity_by_type(database)
+        if len(database) >= 2:
+            coords = latent_map(database.latents, "pca", seed=seed)
+            figures["PCA map of the database latents"] = plot_latent_map(coords, morphology,
+                                                                        types=types)
+        if history is not None:
+            figures["Training loss"] = plot_loss_history(history)
+        write_report(path, results, targets, database_images=database_images,
+                     classification=classification, target_ids=ids, true_types=true_types,
+                     figures=figures, summary=summary, title=title, k=k,
+                     overwrite=overwrite)
+    finally:
+        for figure in figures.values():
+            plt.close(figure)
+    return {"path": path, "n_targets": len(ids), "n_no_similar": int(no_similar.sum()),
+            "n_figures": len(figures), "summary": summary, "results": results,
+            "classification": classification}
