@@ -24,7 +24,7 @@ from galmorphsearch.latents import (
     database_h_similarity,
     exact_neighbours,
 )
-from galmorphsearch.latents import neighbours as neighbours_module
+from galmorphsearch.latents import kernel as kernel_module
 
 
 @pytest.fixture
@@ -151,9 +151,9 @@ def test_kernel_block_limit_is_one_module_constant(monkeypatch, data):
     # The one kernel: the block limit of neighbours is the one the search uses.
     from galmorphsearch.search import ExactBackend
 
-    monkeypatch.setattr(neighbours_module, "_MAX_BLOCK_ELEMENTS", 40)
+    monkeypatch.setattr(kernel_module, "_MAX_BLOCK_ELEMENTS", 40)
     q, db = data["qties"], data["ties"]
-    backend = ExactBackend(chunk_size=10).fit(db)
+    backend = ExactBackend(chunk_rows=10).fit(db)
     same(backend.search(q, 5), exact_neighbours(q, db, 5, chunk_rows=10))
 
 
@@ -165,3 +165,21 @@ def test_pipeline_names_in_database_are_deprecated(name):
     assert name not in galmorphsearch.database.__all__
     with pytest.raises(AttributeError, match="no attribute"):
         galmorphsearch.database.no_such_name  # noqa: B018
+
+
+def test_kernel_is_the_public_surface_of_the_exact_search(data):
+    # The building blocks the search backends use are public, documented
+    # names of galmorphsearch.latents.kernel, and give exact_neighbours.
+    for name in kernel_module.__all__:
+        obj = getattr(kernel_module, name)
+        assert not callable(obj) or "Parameters" in obj.__doc__, name
+    q, db = data["qties"], data["ties"]
+    queries = kernel_module.as_latents(q, "queries")
+    database = kernel_module.as_latents(db, "database")
+    kernel_module.check_finite(database, "database")
+    k = kernel_module.check_k(np.int64(7), len(database))
+    exclude = kernel_module.check_exclude(-1, len(queries), len(database))
+    same(kernel_module.checked_neighbours(queries, database, k, None, 64, exclude),
+         exact_neighbours(q, db, 7, chunk_rows=64))
+    with pytest.raises(ValueError, match="k=3 is larger than the 2 latents"):
+        kernel_module.check_k(3, 2, "latents")

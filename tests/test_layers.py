@@ -41,6 +41,44 @@ EXCEPTIONS = {
         "imported lazily (with an AstropyDeprecationWarning) from their new home",
 }
 
+#: Imports of private names (``_name``, or any name of a ``_module``) across
+#: subpackages still to be replaced by public ones (issue 14), as
+#: (importing module, imported ``module.name``): reason. Remove an entry when
+#: its import is gone (test_private_allowlist_is_still_needed says so); add
+#: none: give the lower floor a public, documented name instead.
+PRIVATE_ALLOWED = {
+    # database/database.py is being reworked in parallel (issue 14, the
+    # recipe): its lock helpers should come from a public utils name.
+    ("galmorphsearch.database.database", "galmorphsearch.utils._lock.DEFAULT_LOCK_TIMEOUT"):
+        "utils does not export its lock yet",
+    ("galmorphsearch.database.database", "galmorphsearch.utils._lock.file_lock"):
+        "utils does not export its lock yet",
+    # The build pipeline assembles a database from the same pieces as
+    # LatentDatabase.build; they need a public home in database (e.g. a
+    # database/building.py for the pipeline) once database.py is settled.
+    **{("galmorphsearch.pipeline.build", f"galmorphsearch.database.database.{name}"):
+       "pieces of LatentDatabase.build shared with the build pipeline"
+       for name in ("_cutout_keywords", "_checked_encoder_output", "_build_meta",
+                    "_catalog_table", "_check_catalog", "_check_unique_objids", "_few",
+                    "_file_format", "_merge_keyword_summaries", "_resolve_scheme",
+                    "_set_h_similarity")},
+    ("galmorphsearch.pipeline.build", "galmorphsearch.database._hdf5.write_hdf5"):
+        "the pipeline writes HDF5 partitions itself",
+    # The CLI and the demo quieten Lightning and list shipped weights with
+    # model's private helpers (the CLI is being reworked in parallel).
+    ("galmorphsearch.scripts.demo", "galmorphsearch.model.training._quiet_lightning"):
+        "no public way to quieten Lightning yet",
+    ("galmorphsearch.scripts.demo", "galmorphsearch.model.pretrained._names_shipped"):
+        "no public list of the shipped weights' names yet",
+    ("galmorphsearch.scripts.main", "galmorphsearch.model.training._quiet_lightning"):
+        "no public way to quieten Lightning yet",
+    # plot_reconstructions prepares images the way the trainers do.
+    ("galmorphsearch.visualization.plots", "galmorphsearch.model._inputs.to_float"):
+        "model's image preparation is private",
+    ("galmorphsearch.visualization.plots", "galmorphsearch.model.training._image_tensor"):
+        "model's image preparation is private",
+}
+
 #: Names of the top-level package that are no subpackage's (anyone may import them).
 ROOT_NAMES = {"__version__", "_version"}
 
@@ -197,3 +235,42 @@ def test_search_uses_the_public_names_of_database():
                if own == "search" and other == "database"
                and any(part.startswith("_") for part in [*target.split(".")[2:], name or ""])]
     assert not private, "\n".join(private)
+
+
+def _private(part):
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+
+def _private_imports():
+    """``{(module, imported module.name): line}`` of the private names imported across
+    subpackages: a ``_name`` or a name of a ``_module`` (dunder names are public)."""
+    found = {}
+    for module, line, _, _, _, target, name in IMPORTS:
+        if any(_private(part) for part in [*target.split(".")[2:], name or ""]):
+            found.setdefault((module, f"{target}.{name}" if name else target), line)
+    return found
+
+
+PRIVATE_IMPORTS = _private_imports()
+
+
+def test_no_private_name_is_imported_from_another_subpackage():
+    # A subpackage uses the public, documented names of the floors below
+    # (those in a module's __all__); the top-level package's __version__ and
+    # dunder names are public.
+    wrong = [f"{module}:{line} imports {name}"
+             for (module, name), line in sorted(PRIVATE_IMPORTS.items())
+             if (module, name) not in PRIVATE_ALLOWED]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_private_check_sees_private_imports():
+    # A sanity check of the test itself, on an import the allowlist keeps.
+    assert ("galmorphsearch.pipeline.build", "galmorphsearch.database._hdf5.write_hdf5") \
+        in PRIVATE_IMPORTS
+
+
+@pytest.mark.parametrize("allowed", sorted(PRIVATE_ALLOWED))
+def test_private_allowlist_is_still_needed(allowed):
+    assert allowed in PRIVATE_IMPORTS, (
+        f"{allowed[0]} no longer imports {allowed[1]}: remove it from PRIVATE_ALLOWED")

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.table import Table
+from astropy.utils.exceptions import AstropyDeprecationWarning
 from numpy.testing import assert_allclose, assert_array_equal
 
 from galmorphsearch.database import ArrayLatents, as_latent_source, is_latent_source, latent_hash
-from galmorphsearch.latents import neighbours as neighbours_module
+from galmorphsearch.latents import kernel as kernel_module
 from galmorphsearch.search import (
     AUTO_EXACT_MAX_ROWS,
     AutoBackend,
@@ -234,7 +235,7 @@ def test_exact_backend_matches_reference(chunk_size):
     q, rows = queries_near(lat, 40)
     ref_idx, ref_dist = reference_neighbours(q, lat, 12, exclude=rows)
     for latents in (lat, CountingSource(lat)):
-        backend = ExactBackend(chunk_size=chunk_size).fit(latents)
+        backend = ExactBackend(chunk_rows=chunk_size).fit(latents)
         idx, dist = backend.search(q, 12, exclude=rows)
         assert_array_equal(idx, ref_idx)
         assert_allclose(dist, ref_dist, rtol=1e-12, atol=0)
@@ -246,16 +247,69 @@ def test_exact_backend_matches_reference(chunk_size):
     assert_allclose(dist, np.sort(brute, axis=1)[:, :12], rtol=1e-12)
 
 
+@pytest.mark.parametrize("chunk", [None, 7, 32768])
+def test_backend_chunk_size_is_a_deprecated_chunk_rows(chunk):
+    # chunk_size, the old name of chunk_rows, still works (with a warning)
+    # and gives the same results; so does the attribute, and get_backend.
+    lat = clustered(300)
+    q, rows = queries_near(lat, 10)
+    new = ExactBackend(chunk_rows=chunk).fit(lat)
+    with pytest.warns(AstropyDeprecationWarning, match="use chunk_rows"):
+        old = ExactBackend(chunk_size=chunk).fit(lat)
+    assert old.chunk_rows == new.chunk_rows == chunk
+    for got, expected in zip(old.search(q, 6, exclude=rows), new.search(q, 6, exclude=rows),
+                             strict=True):
+        assert_array_equal(got, expected)
+    assert repr(new).startswith(f"<ExactBackend chunk_rows={chunk or 'default'},")
+    with pytest.warns(AstropyDeprecationWarning, match="chunk_size attribute"):
+        assert new.chunk_size == chunk
+    with pytest.warns(AstropyDeprecationWarning, match="use chunk_rows"):
+        old = get_backend("exact", chunk_size=chunk)
+    assert old.chunk_rows == chunk
+    with pytest.warns(AstropyDeprecationWarning, match="use chunk_rows"):
+        auto = AutoBackend(chunk_size=chunk).fit(lat)
+    assert auto.chunk_rows == chunk and auto.backend.chunk_rows == chunk
+    for got, expected in zip(auto.search(q, 6, exclude=rows), new.search(q, 6, exclude=rows),
+                             strict=True):
+        assert_array_equal(got, expected)
+
+
+def test_backend_chunk_size_errors():
+    with pytest.warns(AstropyDeprecationWarning), pytest.raises(ValueError, match="chunk_size"):
+        ExactBackend(chunk_size=0)
+    with pytest.warns(AstropyDeprecationWarning), pytest.raises(TypeError, match="not both"):
+        ExactBackend(chunk_rows=2, chunk_size=2)
+    with pytest.warns(AstropyDeprecationWarning), pytest.raises(TypeError, match="not both"):
+        AutoBackend(chunk_rows=2, chunk_size=2)
+    with pytest.raises(ValueError, match="chunk_rows must be at least 1"):
+        AutoBackend(chunk_rows=0)
+
+
+def test_faiss_chunk_size_is_a_deprecated_chunk_rows(faiss):
+    from galmorphsearch.search import FaissBackend
+
+    lat = clustered(200)
+    q, rows = queries_near(lat, 10)
+    new = FaissBackend("flat", chunk_rows=16).fit(lat)
+    with pytest.warns(AstropyDeprecationWarning, match="use chunk_rows"):
+        old = FaissBackend("flat", chunk_size=16).fit(lat)
+    assert old.chunk_rows == new.chunk_rows == 16
+    assert FaissBackend("flat").chunk_rows == 32768
+    for got, expected in zip(old.search(q, 6, exclude=rows), new.search(q, 6, exclude=rows),
+                             strict=True):
+        assert_array_equal(got, expected)
+
+
 def test_exact_backend_default_blocks_grow_for_few_queries(monkeypatch):
     # With the default chunk size, an in-memory float32 array is compared
     # with few queries in larger blocks (views), as long as the scores of a
     # block stay within _MAX_BLOCK_ELEMENTS; float16 arrays, converted block
-    # by block, and an explicit chunk_size keep their blocks. The results
+    # by block, and an explicit chunk_rows keep their blocks. The results
     # are those of the reference either way.
     from galmorphsearch.search import backends as backends_module
 
     monkeypatch.setattr(backends_module, "DEFAULT_CHUNK_ROWS", 100)
-    monkeypatch.setattr(neighbours_module, "_MAX_BLOCK_ELEMENTS", 2000)
+    monkeypatch.setattr(kernel_module, "_MAX_BLOCK_ELEMENTS", 2000)
     blocks = []
     real_iter = ArrayLatents.iter_chunks
 
@@ -282,11 +336,11 @@ def test_exact_backend_default_blocks_grow_for_few_queries(monkeypatch):
 def test_exact_backend_streams_source_once(monkeypatch):
     lat = clustered(1000)
     src = CountingSource(lat)
-    backend = ExactBackend(chunk_size=64).fit(src)
+    backend = ExactBackend(chunk_rows=64).fit(src)
     assert src.passes == 1 and backend.n_rows == 1000 and backend.latent_dim == DIM
     assert backend.source is src
     # Many query blocks per database chunk: still one pass per search.
-    monkeypatch.setattr(neighbours_module, "_MAX_BLOCK_ELEMENTS", 64 * 3)
+    monkeypatch.setattr(kernel_module, "_MAX_BLOCK_ELEMENTS", 64 * 3)
     q, _ = queries_near(lat, 20)
     idx, dist = backend.search(q, 5)
     assert src.passes == 2
@@ -300,7 +354,7 @@ def test_exact_backend_source_errors():
     lat = clustered(100)
     lat[[3, 70]] = np.nan
     with pytest.raises(ValueError, match=r"2 row\(s\) \(first: \[3, 70\]\)"):
-        ExactBackend(chunk_size=16).fit(CountingSource(lat))
+        ExactBackend(chunk_rows=16).fit(CountingSource(lat))
     with pytest.raises(ValueError, match="empty"):
         ExactBackend().fit(CountingSource(np.empty((0, 4))))
     backend = ExactBackend().fit(CountingSource(clustered(50)))
@@ -386,7 +440,7 @@ def test_backend_option_errors(faiss):
     lat = clustered(60)
     lat[5, 0] = np.inf
     with pytest.raises(ValueError, match=r"NaN or infinite values in 1 row\(s\) \(first: \[5\]\)"):
-        FaissBackend("flat", chunk_size=16).fit(lat)
+        FaissBackend("flat", chunk_rows=16).fit(lat)
     table = make_table(clustered(60))
     with pytest.raises(ValueError, match="threads applies"):
         SimilaritySearcher(StandIn(table), backend=ExactBackend(), threads=1)

@@ -130,7 +130,7 @@ def test_memmap_exact_search_streams_the_file(tmp_path, passes, suffix, monkeypa
     assert_allclose(cls["H_similarity"], reference_cls["H_similarity"], rtol=1e-12)
 
     # The norms are kept with the file source: a second searcher reads nothing to fit.
-    again = SimilaritySearcher(mem, backend=ExactBackend(chunk_size=64))
+    again = SimilaritySearcher(mem, backend=ExactBackend(chunk_rows=64))
     assert len(passes) == 3
     assert_array_equal(again.search_latents(q, bkg, k=6)["objid"], reference["objid"])
     assert passes[-1] == 64

@@ -400,15 +400,15 @@ def test_search_and_classify_cutouts(database):
 def test_backends_registry():
     assert available_backends() == ["auto", "exact", "faiss", "faiss-flat", "faiss-hnsw",
                                     "faiss-ivf"]
-    backend = get_backend("EXACT", chunk_size=5)
-    assert isinstance(backend, ExactBackend) and backend.chunk_size == 5
+    backend = get_backend("EXACT", chunk_rows=5)
+    assert isinstance(backend, ExactBackend) and backend.chunk_rows == 5
     assert get_backend(backend) is backend
     with pytest.raises(ValueError, match="Unknown search backend"):
         get_backend("annoy")
     with pytest.raises(ValueError, match="already registered"):
         register_backend("exact", ExactBackend)
-    with pytest.raises(ValueError, match="chunk_size"):
-        ExactBackend(chunk_size=0)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        ExactBackend(chunk_rows=0)
     with pytest.raises(RuntimeError, match="fit"):
         ExactBackend().search(np.zeros((1, 2)), 1)
     with pytest.raises(TypeError):
@@ -432,7 +432,7 @@ def test_custom_backend(database):
         lat, bkg = targets(database, [2])
         result = searcher.search_latents(lat, bkg, k=2)
         assert Recording.calls >= 1 and result.meta["BACKEND"] == "recording"
-        small = SimilaritySearcher(database, backend=ExactBackend(chunk_size=7))
+        small = SimilaritySearcher(database, backend=ExactBackend(chunk_rows=7))
         assert_array_equal(small.search_latents(lat, bkg, k=5)["objid"],
                            searcher.search_latents(lat, bkg, k=5)["objid"])
     finally:
@@ -440,7 +440,7 @@ def test_custom_backend(database):
 
 
 def test_backend_exclude(database):
-    backend = ExactBackend(chunk_size=13).fit(database.latents)
+    backend = ExactBackend(chunk_rows=13).fit(database.latents)
     assert backend.n_rows == len(database) and backend.latent_dim == DIM
     idx, dist = backend.search(database.latents[:3], 2, exclude=[0, 1, 2])
     assert not np.any(idx == np.arange(3)[:, None])

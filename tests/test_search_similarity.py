@@ -55,9 +55,9 @@ def test_exact_k_equals_n(rng):
 
 
 def test_exact_many_query_blocks(rng, monkeypatch):
-    from galmorphsearch.latents import neighbours
+    from galmorphsearch.latents import kernel
 
-    monkeypatch.setattr(neighbours, "_MAX_BLOCK_ELEMENTS", 40)
+    monkeypatch.setattr(kernel, "_MAX_BLOCK_ELEMENTS", 40)
     db = rng.normal(size=(50, 6)).astype(np.float32)
     q = rng.normal(size=(23, 6)).astype(np.float32)
     idx, dist = exact_neighbours(q, db, 3, chunk_rows=10)

@@ -9,7 +9,6 @@ space).
 
 from .paper import *  # noqa: F403
 from .paper import __all__ as _paper_all
-
 from .related import *  # noqa: F403
 from .related import __all__ as _related_all
 

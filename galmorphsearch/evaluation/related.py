@@ -27,7 +27,7 @@ import importlib.util
 import numpy as np
 from astropy.table import Table
 
-from ..latents.neighbours import _check_k
+from ..latents.kernel import check_k
 
 __all__ = [
     "AUTO_THRESHOLD_FACTOR",
@@ -205,7 +205,7 @@ def knn_accuracy(train_latents, train_labels, test_latents=None, test_labels=Non
     if not ks:
         msg = "k is empty."
         raise ValueError(msg)
-    ks = [_check_k(kk, n_available, what) for kk in ks]
+    ks = [check_k(kk, n_available, what) for kk in ks]
 
     classes, train_codes = np.unique(train_lab, return_inverse=True)
     idx = _neighbour_indices(test, train, max(ks), metric, leave_one_out)
@@ -305,7 +305,7 @@ def cluster_scores(latents, labels, *, n_clusters=None, pca_components=50,
     lab = _as_labels(labels, len(x), "labels", "latents")
     if n_clusters is None:
         n_clusters = len(np.unique(lab))
-    n_clusters = _check_k(n_clusters, len(x), "latents")
+    n_clusters = check_k(n_clusters, len(x), "latents")
     if isinstance(pca_components, bool) or not isinstance(pca_components, int | np.integer) \
             or pca_components < 1:
         msg = f"pca_components must be a positive integer; got {pca_components!r}."
@@ -466,7 +466,7 @@ def label_outliers(latents, labels, k=10, threshold=0.5, ids=None):
     """
     x = _as_latents(latents, "latents")
     lab = _as_labels(labels, len(x), "labels", "latents")
-    k = _check_k(k, len(x) - 1, "other latents")
+    k = check_k(k, len(x) - 1, "other latents")
     if not 0 <= threshold <= 1:
         msg = f"threshold must lie between 0 and 1; got {threshold}."
         raise ValueError(msg)

@@ -24,15 +24,12 @@ import warnings
 import numpy as np
 from astropy.utils.exceptions import AstropyDeprecationWarning
 
+from .kernel import as_latents, check_finite, checked_neighbours, squared_norms
 from .neighbours import (
     _UNSET,
     DEFAULT_CHUNK_ROWS,
-    _as_latents,
-    _check_finite,
     _checked_chunk_rows,
     _checked_chunk_size,
-    _neighbours,
-    _squared_norms,
 )
 
 __all__ = ["similarity_percent", "database_h_similarity", "IDENTICAL_RTOL",
@@ -193,21 +190,21 @@ def database_h_similarity(latents, background_latents, *, chunk_rows=DEFAULT_CHU
                       "chunk_rows, which means the same.", AstropyDeprecationWarning,
                       stacklevel=2)
         chunk_rows = _checked_chunk_size(chunk_size)
-    lat = _as_latents(latents, "latents")
-    bkg = _as_latents(background_latents, "background_latents")
+    lat = as_latents(latents, "latents")
+    bkg = as_latents(background_latents, "background_latents")
     if lat.shape != bkg.shape:
         msg = (
             f"latents {lat.shape} and background_latents {bkg.shape} must have the same shape."
         )
         raise ValueError(msg)
-    _check_finite(lat, "latents")
-    _check_finite(bkg, "background_latents")
+    check_finite(lat, "latents")
+    check_finite(bkg, "background_latents")
     chunk_rows = _checked_chunk_rows(chunk_rows)
-    return _h_similarity_rows(lat, np.arange(lat.shape[0], dtype=np.int64), lat, bkg,
-                              _squared_norms(lat), chunk_rows)
+    return h_similarity_rows(lat, np.arange(lat.shape[0], dtype=np.int64), lat, bkg,
+                              squared_norms(lat), chunk_rows)
 
 
-def _h_similarity_rows(queries, rows, database, query_backgrounds, db_sqnorms, chunk_rows):
+def h_similarity_rows(queries, rows, database, query_backgrounds, db_sqnorms, chunk_rows):
     """
     The H-similarity of the database rows ``rows``, whose latents are ``queries``.
 
@@ -218,16 +215,38 @@ def _h_similarity_rows(queries, rows, database, query_backgrounds, db_sqnorms, c
     the background is identical to the galaxy. ``database`` is an array or a
     latent source, ``db_sqnorms`` its squared norms or None. The core of
     `database_h_similarity` and of the H-similarity tasks of
-    `~galmorphsearch.pipeline.build_database`.
+    `~galmorphsearch.pipeline.build_database`, which compute it for blocks
+    of rows; nothing is checked here (see `galmorphsearch.latents.kernel`).
+
+    Parameters
+    ----------
+    queries : `~numpy.ndarray`, shape (R, D), float32
+        Checked latents of the rows.
+    rows : `~numpy.ndarray`, shape (R,), int64
+        Their row numbers in ``database`` (each is left out of its own search).
+    database : `~numpy.ndarray`, shape (N, D), or latent source
+        All database latents.
+    query_backgrounds : array-like, shape (R, D)
+        Latents of the rows' background patches.
+    db_sqnorms : `~numpy.ndarray`, shape (N,), or None
+        Squared norms of the database rows, or None to compute them.
+    chunk_rows : int
+        Database rows compared at once.
+
+    Returns
+    -------
+    h : `~numpy.ndarray`, shape (R,), float64
+        The H-similarity of each row (NaN where undefined).
     """
     n = len(database)
     nearest = np.full(len(rows), np.nan)
     if n >= 2:
-        qnorms = np.sqrt(_squared_norms(queries))
+        qnorms = np.sqrt(squared_norms(queries))
         todo = np.arange(len(rows))
         k = min(n - 1, 4)
         while todo.size:
-            _, dist = _neighbours(queries[todo], database, k, db_sqnorms, chunk_rows, rows[todo])
+            _, dist = checked_neighbours(queries[todo], database, k, db_sqnorms, chunk_rows,
+                                         rows[todo])
             positive = ~identical_mask(dist, qnorms[todo])
             found = positive.any(axis=1)
             first = np.argmax(positive, axis=1)

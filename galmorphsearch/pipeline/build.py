@@ -30,7 +30,7 @@ from astropy.table import Column, Table
 from ..database import HDF5Latents, LatentDatabase
 from ..database._hdf5 import write_hdf5
 from ..latents import ArrayLatents, LatentSource, storage_dtype
-from ..latents.similarity import _h_similarity_rows
+from ..latents.similarity import h_similarity_rows
 from ..preprocessing import CutoutSet, GalaxyCutout
 from ..utils import GalMorphSearchWarning
 from ..utils.progress import progress_iter
@@ -210,7 +210,7 @@ def _h_similarity_block(paths, q0, q1, chunk_rows=None):
     lat = _PartitionLatents(paths, "latent")
     bkg = _PartitionLatents(paths, "background_latent")
     rows = np.arange(q0, q1, dtype=np.int64)
-    return _h_similarity_rows(lat.take(rows), rows, lat, bkg.take(rows), None, chunk_rows)
+    return h_similarity_rows(lat.take(rows), rows, lat, bkg.take(rows), None, chunk_rows)
 
 
 class _PartitionLatents(LatentSource):

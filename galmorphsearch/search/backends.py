@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from astropy.utils.exceptions import AstropyDeprecationWarning
 
 from ..latents import (
     ArrayLatents,
@@ -30,16 +31,16 @@ from ..latents import (
     is_latent_source,
     source_squared_norms,
 )
-from ..latents.neighbours import (
-    _EXTRA_CANDIDATES,
-    DEFAULT_CHUNK_ROWS,
-    _as_latents,
-    _check_exclude,
-    _check_finite,
-    _check_k,
-    _neighbours,
-    _rerank,
+from ..latents.kernel import (
+    EXTRA_CANDIDATES,
+    as_latents,
+    check_exclude,
+    check_finite,
+    check_k,
+    checked_neighbours,
+    rerank,
 )
+from ..latents.neighbours import DEFAULT_CHUNK_ROWS
 from ..utils import GalMorphSearchWarning, StaleIndexError, StaleIndexWarning
 from ._faiss import (
     IndexLatents,
@@ -150,25 +151,56 @@ class SearchBackend(abc.ABC):
         return f"<{type(self).__name__}>"
 
 
-def _check_chunk_size(chunk_size, allow_none=False):
-    if chunk_size is None and allow_none:
+_UNSET = object()
+
+
+def _check_chunk_rows(value, name="chunk_rows", allow_none=False):
+    if value is None and allow_none:
         return None
-    chunk_size = int(chunk_size)
-    if chunk_size < 1:
-        msg = f"chunk_size must be at least 1; got {chunk_size}."
+    value = int(value)
+    if value < 1:
+        msg = f"{name} must be at least 1; got {value}."
         raise ValueError(msg)
-    return chunk_size
+    return value
+
+
+def _chunk_rows_argument(owner, chunk_rows, chunk_size, allow_none=True):
+    """
+    The ``chunk_rows`` of a backend, given by that name or by its deprecated
+    name ``chunk_size`` (`_UNSET` when not given), checked.
+    """
+    if chunk_size is _UNSET:
+        return _check_chunk_rows(chunk_rows, "chunk_rows", allow_none)
+    warnings.warn(f"The chunk_size argument of {owner} is deprecated; use chunk_rows, which "
+                  "means the same.", AstropyDeprecationWarning, stacklevel=3)
+    if chunk_rows is not None:
+        msg = "Give chunk_rows or its deprecated name chunk_size, not both."
+        raise TypeError(msg)
+    return _check_chunk_rows(chunk_size, "chunk_size", allow_none)
+
+
+def _chunk_size_alias():
+    """The deprecated attribute ``chunk_size`` of a backend: its ``chunk_rows``."""
+
+    def chunk_size(self):
+        warnings.warn(f"The chunk_size attribute of {type(self).__name__} is deprecated; use "
+                      "chunk_rows, which means the same.", AstropyDeprecationWarning,
+                      stacklevel=2)
+        return self.chunk_rows
+
+    chunk_size.__doc__ = "Deprecated name of ``chunk_rows``."
+    return property(chunk_size)
 
 
 def _check_queries(queries, dim):
-    q = _as_latents(queries, "query latents")
+    q = as_latents(queries, "query latents")
     if q.shape[1] != dim:
         msg = (
             f"Latent dimensions differ: the queries have {q.shape[1]}, the database "
             f"has {dim}."
         )
         raise ValueError(msg)
-    _check_finite(q, "query latents")
+    check_finite(q, "query latents")
     return q
 
 
@@ -188,16 +220,16 @@ def _as_source(latents):
     return source
 
 
-def _chunk_rows(chunk_size, source):
+def _rows_per_block(chunk_rows, source):
     """Rows per block: as asked, else the file source's default, else `DEFAULT_CHUNK_ROWS`."""
-    if chunk_size is not None:
-        return chunk_size
+    if chunk_rows is not None:
+        return chunk_rows
     if isinstance(source, LatentSource) and not source.in_memory:
         return default_chunk_rows(source)  # about 16 MiB read at a time
     return DEFAULT_CHUNK_ROWS
 
 
-def _fit_source(latents, chunk_size):
+def _fit_source(latents, chunk_rows):
     """
     A checked latent source for ``latents``, its squared norms and the rows per block.
 
@@ -206,7 +238,7 @@ def _fit_source(latents, chunk_size):
     and a row with NaN or infinite values has a norm that is not finite.
     """
     source = _as_source(latents)
-    rows = _chunk_rows(chunk_size, source)
+    rows = _rows_per_block(chunk_rows, source)
     sqnorms = source_squared_norms(source, rows)
     bad = np.flatnonzero(~np.isfinite(sqnorms))
     if bad.size:
@@ -222,7 +254,7 @@ class ExactBackend(SearchBackend):
     """
     Exact Euclidean search with chunked BLAS matrix products.
 
-    The database is read block by block: each block of ``chunk_size`` rows
+    The database is read block by block: each block of ``chunk_rows`` rows
     is compared with all queries through a float32 matrix product
     (:math:`\\lVert b \\rVert^2 - 2 a \\cdot b`), the best ``k`` plus a few
     extra candidates of each query are kept across blocks (``argpartition``
@@ -238,9 +270,9 @@ class ExactBackend(SearchBackend):
 
     Parameters
     ----------
-    chunk_size : int, optional
+    chunk_rows : int, optional
         Number of database rows compared with the queries at once; memory
-        grows with ``chunk_size`` times the number of queries in a block.
+        grows with ``chunk_rows`` times the number of queries in a block.
         Default: 32768 rows for latents in memory, and for a float32 array
         as many more as keep the scores of a block within 2**24 values
         (64 MiB), so that one query is compared with the whole database in
@@ -250,6 +282,13 @@ class ExactBackend(SearchBackend):
         Cap the BLAS thread pools at this many threads while fitting and
         searching (through threadpoolctl); by default they are left as they
         are.
+    chunk_size : int, optional
+        Deprecated name of ``chunk_rows``.
+
+    Warns
+    -----
+    ~astropy.utils.exceptions.AstropyDeprecationWarning
+        When ``chunk_size`` is given.
 
     Examples
     --------
@@ -265,8 +304,10 @@ class ExactBackend(SearchBackend):
     accepts_latent_sources = True
     exact = True
 
-    def __init__(self, chunk_size=None, *, threads=None):
-        self.chunk_size = _check_chunk_size(chunk_size, allow_none=True)
+    chunk_size = _chunk_size_alias()
+
+    def __init__(self, chunk_rows=None, *, threads=None, chunk_size=_UNSET):
+        self.chunk_rows = _chunk_rows_argument("ExactBackend", chunk_rows, chunk_size)
         self.threads = check_threads(threads)
         self._source = None
         self._sqnorms = None
@@ -274,8 +315,8 @@ class ExactBackend(SearchBackend):
 
     def __repr__(self):
         n = "unfitted" if self._source is None else f"{len(self._source)} rows"
-        size = "default" if self.chunk_size is None else self.chunk_size
-        return f"<ExactBackend chunk_size={size}, {n}>"
+        size = "default" if self.chunk_rows is None else self.chunk_rows
+        return f"<ExactBackend chunk_rows={size}, {n}>"
 
     @property
     def n_rows(self):
@@ -317,7 +358,7 @@ class ExactBackend(SearchBackend):
             If the array is not 2-D, is empty or holds NaN or infinite values.
         """
         with limit_threads(self.threads):
-            self._source, sqnorms, self._rows = _fit_source(latents, self.chunk_size)
+            self._source, sqnorms, self._rows = _fit_source(latents, self.chunk_rows)
         # float32, as the scores they are added to: not converted at each search
         self._sqnorms = sqnorms.astype(np.float32)
         return self
@@ -355,12 +396,12 @@ class ExactBackend(SearchBackend):
             raise RuntimeError(msg)
         n = len(self._source)
         q = _check_queries(queries, int(self._source.dim))
-        exc = _check_exclude(exclude, q.shape[0], n)
+        exc = check_exclude(exclude, q.shape[0], n)
         n_available = n - (1 if exc is not None and np.any(exc >= 0) else 0)
-        k = _check_k(k, n_available)
+        k = check_k(k, n_available)
         with limit_threads(self.threads):
-            return _neighbours(q, self._source, k, self._sqnorms, self._rows, exc,
-                               grow=self.chunk_size is None)
+            return checked_neighbours(q, self._source, k, self._sqnorms, self._rows, exc,
+                               grow=self.chunk_rows is None)
 
 
 def _positive_int(value, name):
@@ -443,12 +484,14 @@ class FaissBackend(SearchBackend):
         The recall@10 the tuning of ``nprobe`` / ``ef_search`` aims at.
     seed : int, optional
         Seed of the IVF training sample and the tuning queries.
-    chunk_size : int, optional
+    chunk_rows : int, optional
         Rows added to the index at once, and rows per block of the exact
-        searches.
+        searches (default 32768).
     threads : int, optional
         Cap faiss's OpenMP pool and the BLAS pools at this many threads
         while building and searching; by default they are left as they are.
+    chunk_size : int, optional
+        Deprecated name of ``chunk_rows``.
 
     Raises
     ------
@@ -458,6 +501,11 @@ class FaissBackend(SearchBackend):
     ValueError
         If ``kind`` is unknown, a parameter is out of range or does not
         apply to ``kind``.
+
+    Warns
+    -----
+    ~astropy.utils.exceptions.AstropyDeprecationWarning
+        When ``chunk_size`` is given.
 
     Examples
     --------
@@ -473,11 +521,12 @@ class FaissBackend(SearchBackend):
     supports_index_files = True
 
     KINDS = ("flat", "ivf", "hnsw")
+    chunk_size = _chunk_size_alias()
     _KIND_PARAMS = {"ivf": ("nlist", "nprobe"), "hnsw": ("M", "ef_construction", "ef_search")}
 
     def __init__(self, kind="flat", *, nlist=None, nprobe=None, M=None, ef_construction=None,
-                 ef_search=None, target_recall=0.95, seed=0, chunk_size=DEFAULT_CHUNK_ROWS,
-                 threads=None):
+                 ef_search=None, target_recall=0.95, seed=0, chunk_rows=None,
+                 threads=None, chunk_size=_UNSET):
         kind = str(kind).strip().lower()
         if kind not in self.KINDS:
             msg = f"Unknown faiss index kind {kind!r}; choose one of {list(self.KINDS)}."
@@ -505,7 +554,8 @@ class FaissBackend(SearchBackend):
         self.ef_search = _positive_int(ef_search, "ef_search")
         self.target_recall = target_recall
         self.seed = int(seed)
-        self.chunk_size = _check_chunk_size(chunk_size)
+        chunk_rows = _chunk_rows_argument("FaissBackend", chunk_rows, chunk_size)
+        self.chunk_rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
         self.threads = check_threads(threads)
         self._index = None
         self._fit_source = None
@@ -599,14 +649,14 @@ class FaissBackend(SearchBackend):
             rng = np.random.default_rng(self.seed)
             rows = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
             sample = np.ascontiguousarray(source.take(rows), dtype=np.float32)
-            _check_finite(sample, "database latents")
+            check_finite(sample, "database latents")
             index.train(sample)
             del sample
         else:
             index = faiss.IndexHNSWFlat(dim, params["M"])
             index.hnsw.efConstruction = params["ef_construction"]
         bad = []
-        for start, block in source.iter_chunks(self.chunk_size):
+        for start, block in source.iter_chunks(self.chunk_rows):
             block = np.ascontiguousarray(block, dtype=np.float32)
             finite = np.all(np.isfinite(block), axis=1)
             if not finite.all():
@@ -659,7 +709,7 @@ class FaissBackend(SearchBackend):
         source = IndexLatents(self._index)
         queries = np.ascontiguousarray(source.take(rows), dtype=np.float32)
         k = min(10, n - 1)
-        truth, _ = _neighbours(queries, source, k, None, self.chunk_size, rows)
+        truth, _ = checked_neighbours(queries, source, k, None, self.chunk_rows, rows)
         recall = 0.0
         for value in candidates:
             self._set_search_param(value)
@@ -908,14 +958,14 @@ class FaissBackend(SearchBackend):
     def _approximate(self, queries, k, exclude):
         """faiss candidates re-ranked exactly; -1 / inf where fewer than k were found."""
         n = int(self._index.ntotal)
-        kk = min(n, k + _EXTRA_CANDIDATES + (0 if exclude is None else 1))
+        kk = min(n, k + EXTRA_CANDIDATES + (0 if exclude is None else 1))
         _, labels = self._index.search(queries, kk)
         # The candidates' latents: from the array fitted (the same float32
         # values the index holds) when it is in memory, else from the index.
         fitted = self._fit_source
         source = (fitted if fitted is not None and getattr(fitted, "in_memory", False)
                   else IndexLatents(self._index))
-        return _rerank(queries, labels.astype(np.int64, copy=False), k, source, exclude)
+        return rerank(queries, labels.astype(np.int64, copy=False), k, source, exclude)
 
     def search(self, queries, k, exclude=None):
         """
@@ -951,9 +1001,9 @@ class FaissBackend(SearchBackend):
             raise RuntimeError(msg)
         n = int(self._index.ntotal)
         q = _check_queries(queries, int(self._index.d))
-        exc = _check_exclude(exclude, q.shape[0], n)
+        exc = check_exclude(exclude, q.shape[0], n)
         n_available = n - (1 if exc is not None and np.any(exc >= 0) else 0)
-        k = _check_k(k, n_available)
+        k = check_k(k, n_available)
         with limit_threads(self.threads):
             idx, dist = self._approximate(q, k, exc)
             short = np.flatnonzero(idx[:, -1] < 0)
@@ -961,8 +1011,8 @@ class FaissBackend(SearchBackend):
                 log.info("faiss-%s found fewer than %d neighbours for %d queries; searching "
                          "them exactly.", self.kind, k, short.size)
                 sub = None if exc is None else exc[short]
-                idx[short], dist[short] = _neighbours(q[short], IndexLatents(self._index), k,
-                                                      None, self.chunk_size, sub)
+                idx[short], dist[short] = checked_neighbours(q[short], IndexLatents(self._index), k,
+                                                      None, self.chunk_rows, sub)
         return idx, dist
 
 
@@ -990,14 +1040,21 @@ class AutoBackend(SearchBackend):
     ----------
     max_exact_rows : int, optional
         The largest database searched exactly.
-    chunk_size : int, optional
+    chunk_rows : int, optional
         Rows per block (both backends; default: as `ExactBackend`, and
         32768 for the IVF index).
     threads : int, optional
         Thread cap passed to the chosen backend.
+    chunk_size : int, optional
+        Deprecated name of ``chunk_rows``.
     **ivf_options
         Options of ``FaissBackend('ivf', ...)`` (``nlist``, ``nprobe``,
         ``target_recall``, ``seed``).
+
+    Warns
+    -----
+    ~astropy.utils.exceptions.AstropyDeprecationWarning
+        When ``chunk_size`` is given.
 
     Examples
     --------
@@ -1013,20 +1070,21 @@ class AutoBackend(SearchBackend):
     index_name = "faiss-ivf"
 
     _IVF_OPTIONS = ("nlist", "nprobe", "target_recall", "seed")
+    chunk_size = _chunk_size_alias()
 
-    def __init__(self, *, max_exact_rows=AUTO_EXACT_MAX_ROWS, chunk_size=None,
-                 threads=None, **ivf_options):
+    def __init__(self, *, max_exact_rows=AUTO_EXACT_MAX_ROWS, chunk_rows=None,
+                 threads=None, chunk_size=_UNSET, **ivf_options):
         unknown = sorted(set(ivf_options) - set(self._IVF_OPTIONS))
         if unknown:
             msg = (f"Unknown option(s) {unknown} of backend 'auto'; it takes max_exact_rows, "
-                   f"chunk_size, threads and {list(self._IVF_OPTIONS)}.")
+                   f"chunk_rows, threads and {list(self._IVF_OPTIONS)}.")
             raise TypeError(msg)
         max_exact_rows = int(max_exact_rows)
         if max_exact_rows < 0:
             msg = f"max_exact_rows must be non-negative; got {max_exact_rows}."
             raise ValueError(msg)
         self.max_exact_rows = max_exact_rows
-        self.chunk_size = _check_chunk_size(chunk_size, allow_none=True)
+        self.chunk_rows = _chunk_rows_argument("AutoBackend", chunk_rows, chunk_size)
         self.threads = check_threads(threads)
         self.ivf_options = dict(ivf_options)
         self.backend = None
@@ -1091,7 +1149,7 @@ class AutoBackend(SearchBackend):
             reason = "the latents are not in memory (an IVF index would hold them all)"
         else:
             try:
-                chosen = FaissBackend("ivf", chunk_size=self.chunk_size or DEFAULT_CHUNK_ROWS,
+                chosen = FaissBackend("ivf", chunk_rows=self.chunk_rows or DEFAULT_CHUNK_ROWS,
                                       threads=self.threads, **self.ivf_options)
             except ImportError:
                 reason = ('faiss is not installed (pip install "galmorphsearch[scale]" for '
@@ -1099,7 +1157,7 @@ class AutoBackend(SearchBackend):
             else:
                 reason = f"{n} rows > max_exact_rows={self.max_exact_rows}"
         if chosen is None:
-            chosen = ExactBackend(self.chunk_size, threads=self.threads).fit(latents)
+            chosen = ExactBackend(self.chunk_rows, threads=self.threads).fit(latents)
         else:
             chosen.fit(latents, index_path=index_path, provenance=provenance, on_stale=on_stale)
         self.backend, self.reason = chosen, reason
@@ -1203,7 +1261,7 @@ def get_backend(name, **options):
         option, flat by default), ``'faiss-flat'``, ``'faiss-ivf'`` or
         ``'faiss-hnsw'``. A `SearchBackend` instance is returned unchanged.
     **options
-        Keyword arguments of the backend (e.g. ``chunk_size`` for
+        Keyword arguments of the backend (e.g. ``chunk_rows`` for
         ``'exact'``, ``nlist`` for ``'faiss-ivf'``, ``threads``).
 
     Returns
@@ -1221,8 +1279,8 @@ def get_backend(name, **options):
     Examples
     --------
     >>> from galmorphsearch.search import get_backend
-    >>> get_backend('exact', chunk_size=1024)
-    <ExactBackend chunk_size=1024, unfitted>
+    >>> get_backend('exact', chunk_rows=1024)
+    <ExactBackend chunk_rows=1024, unfitted>
     """
     if isinstance(name, SearchBackend):
         return name

@@ -13,7 +13,7 @@ from astropy.table import Column, Table
 
 from ..catalogs import get_scheme
 from ..latents import ArrayLatents, LatentSource, default_chunk_rows, is_latent_source
-from ..latents.neighbours import _check_k
+from ..latents.kernel import check_k
 from ..latents.similarity import identical_mask, identical_rtol
 from ..preprocessing import GalaxyCutout
 from .backends import SearchBackend, _check_on_stale, get_backend
@@ -143,7 +143,7 @@ class SimilaritySearcher:
         latents are not in memory (``database.out_of_core``),
         ``'faiss-ivf'`` above when faiss is
         installed; see `AutoBackend`), or a `SearchBackend` instance (e.g.
-        ``ExactBackend(chunk_size=4096)``, ``FaissBackend('ivf', nlist=1024)``).
+        ``ExactBackend(chunk_rows=4096)``, ``FaissBackend('ivf', nlist=1024)``).
         The faiss backends need the ``scale`` extra
         (``pip install "galmorphsearch[scale]"``).
     threads : int, optional
@@ -457,7 +457,7 @@ class SimilaritySearcher:
         return rows
 
     def _check_k(self, k):
-        return _check_k(k, self._n_rows)
+        return check_k(k, self._n_rows)
 
     def _neighbours(self, lat, k, excluded, skip_identical):
         """

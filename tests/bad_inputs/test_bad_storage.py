@@ -698,7 +698,7 @@ def test_memmapped_hdf5_edited_latents_refused_by_the_first_search(db, tmp_path)
         SimilaritySearcher(mem)
     mem = LatentDatabase.read(path, memmap=True)
     with pytest.raises(DatabaseFormatError, match=rf"db\.h5.*LATHASH {recorded}"):
-        SimilaritySearcher(mem, backend=ExactBackend(chunk_size=5))
+        SimilaritySearcher(mem, backend=ExactBackend(chunk_rows=5))
     mem = LatentDatabase.read(path, memmap=True)
     with pytest.raises(DatabaseFormatError, match=rf"db\.h5.*LATHASH {recorded}"):
         mem.latents  # noqa: B018
