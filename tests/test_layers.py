@@ -47,12 +47,6 @@ EXCEPTIONS = {
 #: its import is gone (test_private_allowlist_is_still_needed says so); add
 #: none: give the lower floor a public, documented name instead.
 PRIVATE_ALLOWED = {
-    # database/database.py is being reworked in parallel (issue 14, the
-    # recipe): its lock helpers should come from a public utils name.
-    ("galmorphsearch.database.database", "galmorphsearch.utils._lock.DEFAULT_LOCK_TIMEOUT"):
-        "utils does not export its lock yet",
-    ("galmorphsearch.database.database", "galmorphsearch.utils._lock.file_lock"):
-        "utils does not export its lock yet",
     # The build pipeline assembles a database from the same pieces as
     # LatentDatabase.build; they need a public home in database (e.g. a
     # database/building.py for the pipeline) once database.py is settled.
@@ -64,14 +58,6 @@ PRIVATE_ALLOWED = {
                     "_set_h_similarity")},
     ("galmorphsearch.pipeline.build", "galmorphsearch.database._hdf5.write_hdf5"):
         "the pipeline writes HDF5 partitions itself",
-    # The CLI and the demo quieten Lightning and list shipped weights with
-    # model's private helpers (the CLI is being reworked in parallel).
-    ("galmorphsearch.scripts.demo", "galmorphsearch.model.training._quiet_lightning"):
-        "no public way to quieten Lightning yet",
-    ("galmorphsearch.scripts.demo", "galmorphsearch.model.pretrained._names_shipped"):
-        "no public list of the shipped weights' names yet",
-    ("galmorphsearch.scripts.main", "galmorphsearch.model.training._quiet_lightning"):
-        "no public way to quieten Lightning yet",
     # plot_reconstructions prepares images the way the trainers do.
     ("galmorphsearch.visualization.plots", "galmorphsearch.model._inputs.to_float"):
         "model's image preparation is private",

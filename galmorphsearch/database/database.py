@@ -22,12 +22,13 @@ from ..latents import (
     storage_dtype,
 )
 from ..utils import (
+    DEFAULT_LOCK_TIMEOUT,
     CatalogFormatError,
     DatabaseFormatError,
     EncoderMismatchError,
     GalMorphSearchWarning,
+    file_lock,
 )
-from ..utils._lock import DEFAULT_LOCK_TIMEOUT, file_lock
 from ._fits import (
     fits_latent_column,
     fits_layout,

@@ -61,11 +61,6 @@ def _check_name(name):
     return name
 
 
-def _names_shipped(spec):
-    """Whether ``spec`` (from a command line) names a shipped encoder, not a file."""
-    return isinstance(spec, str) and spec in PRETRAINED and not Path(spec).exists()
-
-
 def pretrained_path(name=None):
     """
     Path of a shipped weight file.

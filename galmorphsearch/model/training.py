@@ -38,7 +38,7 @@ from .decoder import Decoder
 from .encoder import Encoder
 
 __all__ = ["AutoencoderModule", "train_autoencoder", "class_balanced_weights",
-           "split_indices", "HISTORY_FILENAME"]
+           "split_indices", "HISTORY_FILENAME", "quiet_lightning"]
 
 # Lightning >= 2.5 takes weights_only in load_from_checkpoint; older versions would pass
 # it on to the module as a hyper-parameter.
@@ -978,8 +978,20 @@ def _fit(make_module, train_set, val_set, test_set, *, weights, batch_size, seed
     return module, history.table(), test_loss, trainer
 
 
-class _quiet_lightning:
-    """Keep Lightning's information lines (accelerator, tips) off the console."""
+class quiet_lightning:
+    """
+    A context manager that keeps Lightning's information lines off the console.
+
+    Lightning logs which accelerator it uses and tips at the INFO level on
+    every ``Trainer``; inside this context its loggers are raised to WARNING
+    (and put back afterwards), so warnings and errors still show.
+
+    Examples
+    --------
+    >>> from galmorphsearch.model import quiet_lightning
+    >>> with quiet_lightning():
+    ...     pass  # train here
+    """
 
     _names = ("lightning", "lightning.pytorch", "lightning.fabric")
 

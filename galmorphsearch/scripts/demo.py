@@ -134,9 +134,9 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
     # 2. The encoder: a shipped pretrained one, a saved one, or trained here on
     #    the database galaxies.
     if train:
-        from galmorphsearch.model.training import _quiet_lightning
+        from galmorphsearch.model import quiet_lightning
 
-        with _quiet_lightning():
+        with quiet_lightning():
             autoencoder, history = train_autoencoder(
                 [cutouts[i] for i in db_rows], labels=list(truth["morphology"][db_rows]),
                 input_size=size, max_epochs=epochs,
@@ -150,9 +150,10 @@ def run_demo(output, *, size=64, n_per_type=10, n_query=2, epochs=30, encoder=No
         _log(f"trained the autoencoder for {epochs} epochs: loss {last['train_loss']:.4f} "
              f"(training), {last['val_loss']:.4f} (validation)", start)
     else:
-        from galmorphsearch.model.pretrained import _names_shipped
+        from galmorphsearch.model import PRETRAINED
 
-        if encoder is None or _names_shipped(encoder):
+        # A shipped encoder's name, unless a file of that name is there.
+        if encoder is None or (encoder in PRETRAINED and not Path(encoder).exists()):
             model = Encoder.pretrained(encoder)
             source = "the shipped pretrained weights"
         else:

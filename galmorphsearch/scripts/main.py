@@ -690,8 +690,12 @@ def _check_fresh_checkpoint_dir(folder):
 
 
 def _run_train(args):
-    from galmorphsearch.model import train_autoencoder, train_classifier, train_contrastive
-    from galmorphsearch.model.training import _quiet_lightning
+    from galmorphsearch.model import (
+        quiet_lightning,
+        train_autoencoder,
+        train_classifier,
+        train_contrastive,
+    )
     from galmorphsearch.preprocessing import CutoutSet
     from galmorphsearch.utils import atomic_path
 
@@ -727,7 +731,7 @@ def _run_train(args):
                         (args.val_fraction, "val_fraction")):
         if option is not None:
             common[key] = option
-    with _quiet_lightning():
+    with quiet_lightning():
         if args.method == "contrastive":
             encoder, history = train_contrastive(cutout_set.images, **common)
         elif args.method == "supervised":

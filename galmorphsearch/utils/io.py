@@ -12,9 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from ._lock import file_lock, host_identity, lock_path, pid_alive, valid_pid
+from ._lock import DEFAULT_LOCK_TIMEOUT, file_lock, host_identity, lock_path, pid_alive, valid_pid
 
-__all__ = ["atomic_path", "remove_stale_temporaries", "file_lock", "lock_path"]
+__all__ = ["atomic_path", "remove_stale_temporaries", "file_lock", "lock_path",
+           "DEFAULT_LOCK_TIMEOUT"]
 
 #: Seconds after which a temporary file of another machine (whose writer
 #: cannot be checked) or of an older version of the package is removed.
