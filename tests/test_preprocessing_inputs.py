@@ -9,8 +9,8 @@ from astropy.modeling.models import Sersic2D
 
 import galmorphsearch
 from galmorphsearch import GalaxyCutout
-from galmorphsearch.preprocessing import make_cutouts
-from galmorphsearch.preprocessing.cutout import _DEFAULTS, _FROM_IMAGE_DEFAULTS
+from galmorphsearch.preprocessing import CutoutRecipe, make_cutouts
+from galmorphsearch.preprocessing.recipe import _DEFAULTS, _FROM_IMAGE_DEFAULTS
 
 SHAPE = (96, 96)
 CENTRE = (48.0, 48.0)
@@ -66,7 +66,8 @@ def bands():
 def test_bad_parameter(bands, name, value, error):
     # the message names the parameter and the value, for every entry point
     for make in (lambda **kw: GalaxyCutout(*bands, CENTRE, **kw),
-                 lambda **kw: make_cutouts(*bands, [CENTRE], **kw)):
+                 lambda **kw: make_cutouts(*bands, [CENTRE], **kw),
+                 lambda **kw: CutoutRecipe(**kw)):
         with pytest.raises(error, match=name.split("[")[0]) as info:
             make(**{name: value})
         assert repr(value if name != "band_scales" else value[1]) in str(info.value) or (
@@ -89,18 +90,9 @@ def test_good_parameter_types(bands):
     assert cut.header_keywords()["SATLEVEL"] == 100.0
 
 
-def _keyword_defaults(function):
-    return {name: p.default for name, p in inspect.signature(function).parameters.items()
-            if p.kind is p.KEYWORD_ONLY}
-
-
-def test_defaults_single_source():
-    # the signatures show the defaults; they must be those of _DEFAULTS
-    init = _keyword_defaults(GalaxyCutout.__init__)
-    assert init.pop("wcs") is None
-    assert init == _DEFAULTS
-    assert _keyword_defaults(GalaxyCutout.from_image) == _FROM_IMAGE_DEFAULTS
-    # make_cutouts (no signature defaults) gives the same cutout as GalaxyCutout
+def test_make_cutouts_signature():
+    # make_cutouts has no signature defaults: they come from the recipe (the
+    # signatures of GalaxyCutout are checked against it in test_preprocessing_recipe)
     make = inspect.signature(make_cutouts).parameters
     assert set(make) == {"g", "r", "i", "positions", "wcs", "progress_bar", "kwargs"}
 

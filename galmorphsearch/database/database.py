@@ -1265,12 +1265,6 @@ def _compare_encoders(ours, theirs, our_label, their_label):
         raise EncoderMismatchError(msg)
 
 
-# Keywords whose values follow from the kind of input (gri FITS bands or a colour
-# image), compared only when the input kinds agree.
-_INPUT_KIND_KEYWORDS = frozenset({"PREPINP", "BKGMODE", "BKGBOX", "LINEARIZ", "GSCALE",
-                                  "RSCALE", "ISCALE"})
-
-
 def _cutout_keywords(images, summary=None):
     """
     The preprocessing keywords of cutouts: ``(first values, varying keys)``.
@@ -1306,7 +1300,7 @@ def _merge_keyword_summaries(summaries):
 
 def _preprocessing_keywords(encoder, images, summary=None):
     """Preprocessing keywords of the cutouts, checked against the encoder's."""
-    from ..preprocessing import GalaxyCutout
+    from ..preprocessing import warn_recipe_differences
 
     first, varying = _cutout_keywords(images) if summary is None else summary
     # Keywords whose value differs between cutouts are per-cutout results
@@ -1315,21 +1309,10 @@ def _preprocessing_keywords(encoder, images, summary=None):
     encoder_keys = {key: value for key, value in dict(encoder.metadata).items()
                     if isinstance(key, str) and key.isupper() and len(key) <= 8
                     and key not in _RESERVED_KEYWORDS}
-    differ = sorted(key for key in encoder_keys.keys() & cutout_keys.keys()
-                    if key not in GalaxyCutout.RUN_KEYWORDS
-                    and encoder_keys[key] != cutout_keys[key])
-    parts = []
-    if "PREPINP" in differ:
-        # Cutouts from gri FITS bands and from ready-made colour images differ in
-        # the keywords that follow from the kind of input: one plain sentence says so.
-        parts.append(f"they were made from {cutout_keys['PREPINP']!r} input, the encoder's "
-                     f"training images from {encoder_keys['PREPINP']!r} input (both are gri "
-                     "colour renderings, but not identical ones)")
-        differ = [k for k in differ if k not in _INPUT_KIND_KEYWORDS]
-    parts += [f"{k} {cutout_keys[k]!r} (encoder {encoder_keys[k]!r})" for k in differ]
-    if parts:
-        warnings.warn("The cutouts were not preprocessed like the encoder's training images: "
-                      + "; ".join(parts) + ".", GalMorphSearchWarning, stacklevel=3)
+    # The one comparison of recipes (also used by the searcher and the CLI).
+    warn_recipe_differences(cutout_keys, encoder_keys, other="encoder",
+                            message="The cutouts were not preprocessed like the encoder's "
+                                    "training images", stacklevel=3)
     keys = {**encoder_keys, **cutout_keys}
     return {key: value for key, value in keys.items() if key not in _RESERVED_KEYWORDS}
 

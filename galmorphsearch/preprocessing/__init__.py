@@ -12,5 +12,7 @@ from .cutout_set import *  # noqa: F403
 from .cutout_set import __all__ as _set_all
 from .flags import *  # noqa: F403
 from .flags import __all__ as _flags_all
+from .recipe import *  # noqa: F403
+from .recipe import __all__ as _recipe_all
 
-__all__ = [*_cutout_all, *_set_all, *_flags_all]
+__all__ = [*_cutout_all, *_set_all, *_flags_all, *_recipe_all]

@@ -34,81 +34,16 @@ from ._detection import (
 from ._geometry import _free_window, _grid, _outside, _region, _sample
 from ._io import _filter_band, _read_band, _read_colour_image, _same_grid
 from .flags import CutoutFlag, _raise_flag
+from .recipe import (
+    _DEFAULTS,
+    _FROM_IMAGE_DEFAULTS,
+    _HEADER_KEYWORDS,
+    RUN_KEYWORDS,
+    _check_params,
+    _header_keywords,
+)
 
 __all__ = ["GalaxyCutout", "make_cutouts"]
-
-# The default of every GalaxyCutout parameter, in one place: the signature of
-# GalaxyCutout (shown by help() and the docs) repeats them and a test checks
-# that the two agree; make_cutouts and _check_params take them from here.
-_DEFAULTS = {
-    "size": 256,
-    "kron_factor": 3.0,
-    "rotate": False,
-    "deblend": True,
-    "deblend_contrast": 0.045,
-    "deblend_nlevels": 16,
-    "merge_fragments": True,
-    "merge_contrast": 0.45,
-    "merge_radius": 4.0,
-    "nsigma": 1.5,
-    "npixels": 10,
-    "kernel_fwhm": 3.0,
-    "subtract_background": "auto",
-    "box_size": 64,
-    "tolerance": 5.0,
-    "mask_dilation": 2,
-    "min_crop": 16,
-    "fallback_crop": 64,
-    "saturation_level": None,
-    "stretch": 0.5,
-    "Q": 10.0,
-    "band_scales": (1.1, 1.0, 0.79),
-    "seed": None,
-}
-
-# GalaxyCutout.from_image: no background map, band scales or saturation
-# level; the search radius and fallback crop follow the image size (None)
-_FROM_IMAGE_DEFAULTS = {
-    **{k: v for k, v in _DEFAULTS.items()
-       if k not in ("subtract_background", "box_size", "saturation_level", "band_scales")},
-    "tolerance": None,
-    "fallback_crop": None,
-    "linearize": True,
-}
-
-# (params key, FITS keyword, comment) of every recorded preprocessing parameter
-_HEADER_KEYWORDS = (
-    ("input", "PREPINP", "cutout input: fits (gri bands) or colour image"),
-    ("size", "CUTSIZE", "[pix] side of the output cutout"),
-    ("kron_factor", "KRONFACT", "crop half-side in Kron radii (side 2*KRONFACT*R_K)"),
-    ("rotate", "ROTATE", "major axis rotated onto the x axis (PA 90 deg)"),
-    ("deblend", "DEBLEND", "target segment deblended"),
-    ("contrast", "DBCONTR", "photutils deblending contrast"),
-    ("nlevels", "DBNLEVEL", "photutils deblending threshold levels"),
-    ("deblend_mode", "DBMODE", "photutils deblending level spacing used"),
-    ("merge_fragments", "MRGFRAG", "deblended pieces of the target merged back"),
-    ("merge_contrast", "MRGCONTR", "min peak contrast of a distinct deblended source"),
-    ("merge_radius", "MRGRAD", "[pix] mid radius of the peak-contrast annulus"),
-    ("n_merged", "NMERGED", "deblended pieces merged back into the target"),
-    ("nsigma", "NSIGMA", "detection threshold in sky sigma"),
-    ("npixels", "NPIXELS", "minimum connected pixels of a detection"),
-    ("kernel_fwhm", "KERNFWHM", "[pix] FWHM of the detection smoothing kernel"),
-    ("subtract_background", "BKGMODE", "background subtraction mode (T, F or auto)"),
-    ("background_subtracted", "BKGSUB", "background actually subtracted"),
-    ("box_size", "BKGBOX", "[pix] Background2D box size"),
-    ("tolerance", "TOLPIX", "[pix] target search radius around the position"),
-    ("mask_dilation", "MASKDIL", "[pix] dilation of masked neighbour segments"),
-    ("min_crop", "MINCROP", "[pix] minimum crop side in the input image"),
-    ("linearize", "LINEARIZ", "colour input: arcsinh stretch undone for detection"),
-    ("stretch", "STRETCH", "make_lupton_rgb stretch"),
-    ("Q", "LUPTONQ", "make_lupton_rgb Q"),
-    ("scale_g", "GSCALE", "g band multiplier (blue channel)"),
-    ("scale_r", "RSCALE", "r band multiplier (green channel)"),
-    ("scale_i", "ISCALE", "i band multiplier (red channel)"),
-    ("seed", "PREPSEED", "seed of the background-pixel draws"),
-    ("saturation_level", "SATLEVEL", "band pixel value at which saturation starts"),
-    ("version", "PREPVERS", "galmorphsearch version that made the cutout"),
-)
 
 
 class _Field:
@@ -400,6 +335,7 @@ class GalaxyCutout:
     See Also
     --------
     make_cutouts : many cutouts from the same field.
+    CutoutRecipe : the settings in one object, that makes cutouts.
 
     Notes
     -----
@@ -788,9 +724,9 @@ class GalaxyCutout:
     #: (pieces merged back, the deblending spacing and background
     #: subtraction actually used, the radius searched for the target), not
     #: how the images were made: they are not compared when checking that
-    #: two sets of cutouts match.
-    RUN_KEYWORDS = frozenset({"PREPVERS", "PREPSEED", "NMERGED", "DBMODE", "BKGSUB",
-                              "TOLPIX"})
+    #: two sets of cutouts match (`~galmorphsearch.preprocessing.recipe_differences`).
+    #: The same as `CutoutRecipe.RUN_KEYWORDS`.
+    RUN_KEYWORDS = RUN_KEYWORDS
 
     def header_keywords(self, comments=False):
         """
@@ -813,17 +749,7 @@ class GalaxyCutout:
         >>> sorted(GalaxyCutout.header_keyword_names())[:3]
         ['BKGBOX', 'BKGMODE', 'BKGSUB']
         """
-        out = {}
-        for key, keyword, comment in _HEADER_KEYWORDS:
-            if key not in self.params:
-                continue
-            value = self.params[key]
-            if isinstance(value, np.random.Generator):
-                value = None
-            elif key == "subtract_background":
-                value = value if isinstance(value, str) else ("T" if value else "F")
-            out[keyword] = (value, comment) if comments else value
-        return out
+        return _header_keywords(self.params, comments)
 
     @staticmethod
     def header_keyword_names():
@@ -927,116 +853,6 @@ class GalaxyCutout:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _check_number(name, value, *, low=None, high=None, low_open=False, integer=False):
-    """
-    Check that ``value`` is a real number (an integer with ``integer``) in range.
-
-    Raises `TypeError` for a value of the wrong type (including bool and
-    strings) and `ValueError` for a non-finite or out-of-range one; the
-    messages name the parameter and the value.
-    """
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    what = "an integer" if integer else "a number"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds):
-        msg = f"{name} must be {what}, got {value!r} ({type(value).__name__})"
-        raise TypeError(msg)
-    if not np.isfinite(value):
-        msg = f"{name} must be a finite number, got {value!r}"
-        raise ValueError(msg)
-    if ((low is not None and (value < low or (low_open and value == low)))
-            or (high is not None and value > high)):
-        if high is None:
-            bound = f"> {low:g}" if low_open else f">= {low:g}"
-        else:
-            bound = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-        msg = f"{name} must be {bound}, got {value!r}"
-        raise ValueError(msg)
-    return int(value) if integer else float(value)
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        msg = f"{name} must be True or False, got {value!r}"
-        raise TypeError(msg)
-    return bool(value)
-
-
-def _check_params(options):
-    """
-    Validate the `GalaxyCutout` parameters and return the flat ``params`` dict.
-
-    ``options`` maps parameter names to values; missing ones take their
-    `_DEFAULTS`. Unknown names raise `TypeError`, values of the wrong type
-    `TypeError` and out-of-range values `ValueError`, each naming the
-    parameter and the value.
-    """
-    from .. import __version__
-
-    unknown = set(options) - set(_DEFAULTS)
-    if unknown:
-        msg = f"unknown parameters: {sorted(unknown)}"
-        raise TypeError(msg)
-    o = {**_DEFAULTS, **options}
-    tolerance = o["tolerance"]
-    if isinstance(tolerance, u.Quantity):
-        try:
-            tolerance = tolerance.to_value(u.pix)
-        except u.UnitConversionError as exc:
-            msg = f"tolerance must be in pixels, got {tolerance!r}"
-            raise ValueError(msg) from exc
-    mode = o["subtract_background"]
-    if not (isinstance(mode, (bool, np.bool_)) or (isinstance(mode, str) and mode == "auto")):
-        msg = f"subtract_background must be True, False or 'auto', got {mode!r}"
-        raise ValueError(msg)
-    seed = o["seed"]
-    if not (seed is None or isinstance(seed, np.random.Generator)):
-        seed = _check_number("seed", seed, low=0, integer=True)
-    params = {
-        "input": "fits",
-        "size": _check_number("size", o["size"], low=8, integer=True),
-        "kron_factor": _check_number("kron_factor", o["kron_factor"], low=0, low_open=True),
-        "rotate": _check_bool("rotate", o["rotate"]),
-        "deblend": _check_bool("deblend", o["deblend"]),
-        "contrast": _check_number("deblend_contrast", o["deblend_contrast"], low=0, high=1),
-        "nlevels": _check_number("deblend_nlevels", o["deblend_nlevels"], low=1, integer=True),
-        "deblend_mode": "exponential",
-        "merge_fragments": _check_bool("merge_fragments", o["merge_fragments"]),
-        "merge_contrast": _check_number("merge_contrast", o["merge_contrast"], low=0, high=1),
-        "merge_radius": _check_number("merge_radius", o["merge_radius"], low=0, low_open=True),
-        "n_merged": 0,
-        "nsigma": _check_number("nsigma", o["nsigma"], low=0, low_open=True),
-        "npixels": _check_number("npixels", o["npixels"], low=1, integer=True),
-        "kernel_fwhm": _check_number("kernel_fwhm", o["kernel_fwhm"], low=0),
-        "subtract_background": mode if isinstance(mode, str) else bool(mode),
-        "box_size": (None if o["box_size"] is None
-                     else _check_number("box_size", o["box_size"], low=1, integer=True)),
-        "tolerance": _check_number("tolerance", tolerance, low=0),
-        "mask_dilation": _check_number("mask_dilation", o["mask_dilation"], low=0,
-                                       integer=True),
-        "min_crop": _check_number("min_crop", o["min_crop"], low=2, integer=True),
-        # None stands for the default square
-        "fallback_crop": _check_number(
-            "fallback_crop",
-            _DEFAULTS["fallback_crop"] if o["fallback_crop"] is None else o["fallback_crop"],
-            low=2, integer=True),
-        "stretch": _check_number("stretch", o["stretch"], low=0, low_open=True),
-        "Q": _check_number("Q", o["Q"], low=0, low_open=True),
-        "seed": seed,
-        "version": __version__,
-    }
-    if o["saturation_level"] is not None:
-        params["saturation_level"] = _check_number("saturation_level", o["saturation_level"])
-    band_scales = o["band_scales"]
-    if band_scales is not None:
-        if isinstance(band_scales, str) or np.ndim(band_scales) != 1 or len(band_scales) != 3:
-            msg = f"band_scales must hold three numbers (g, r, i), got {band_scales!r}"
-            raise ValueError(msg)
-        params["scale_g"], params["scale_r"], params["scale_i"] = (
-            _check_number(f"band_scales[{k}]", s, low=0, low_open=True)
-            for k, s in enumerate(band_scales))
-    return params
 
 
 def _pixel_position(position, wcs, shape):

@@ -870,21 +870,12 @@ def _encode_targets(args):
 
 def _check_preprocessing(cutout_set, database, path):
     """Warn when targets were not preprocessed like the database galaxies."""
-    from galmorphsearch import GalaxyCutout
-    from galmorphsearch.utils import GalMorphSearchWarning
+    from galmorphsearch.preprocessing import warn_recipe_differences
 
-    ours = cutout_set.header_keywords()
-    theirs = database.meta
-    differ = [f"{key} {ours[key]!r} (database {theirs[key]!r})"
-              for key in sorted(ours.keys() & theirs.keys())
-              if key not in GalaxyCutout.RUN_KEYWORDS and ours[key] != theirs[key]]
-    if cutout_set.size != theirs.get("INSIZE"):
-        differ.insert(0, f"cutout size {cutout_set.size} px (encoder input "
-                         f"{theirs.get('INSIZE')} px)")
-    if differ:
-        warnings.warn(f"The targets in {path} were not preprocessed like the database "
-                      "galaxies, so their similarities are not comparable: "
-                      + ", ".join(differ) + ".", GalMorphSearchWarning, stacklevel=2)
+    warn_recipe_differences(
+        cutout_set, database.meta, size=cutout_set.size,
+        message=f"The targets in {path} were not preprocessed like the database galaxies, "
+                "so their similarities are not comparable", stacklevel=2)
 
 
 def _finish(table, args):

@@ -361,6 +361,7 @@ class SimilaritySearcher:
                 "search_latents() / classify_latents()."
             )
             raise ValueError(msg)
+        _warn_unlike_database(cutouts, self.database.meta, stacklevel=3)
         latents = self.encoder.encode(cutouts)
         background = self.encoder.encode(cutouts, background=True)
         return latents, background, batch
@@ -774,3 +775,19 @@ class SimilaritySearcher:
         tindex = np.asarray(self.database.table["type_index"])
         pairs = sorted({(int(t), m) for t, m in zip(tindex, morph, strict=True)})
         return [m for _, m in pairs], [t for t, _ in pairs]
+
+
+def _warn_unlike_database(cutouts, meta, stacklevel):
+    """
+    Warn when target cutouts were not made with the recipe of the database galaxies.
+
+    ``stacklevel`` counts from the caller of this function, as for
+    `warnings.warn`.
+    """
+    from ..preprocessing import warn_recipe_differences
+
+    sizes = {int(c.params["size"]) for c in cutouts}
+    warn_recipe_differences(
+        cutouts, meta, size=sizes.pop() if len(sizes) == 1 else None,
+        message="The targets were not preprocessed like the database galaxies, so their "
+                "similarities are not comparable", stacklevel=stacklevel + 1)
