@@ -121,10 +121,10 @@ COLUMNS = {
     "ms_per_query": ("f8", "median over single queries, or best batch time / batch size"),
     "ms_per_query_min": ("f8", "fastest single query"),
     "ms_per_batch": ("f8", "best time of one batch search"),
-    "ratio": ("f8", "ms_per_query over the faster of numpy and faiss IndexFlatL2, same N and "
-                    "query count"),
-    "recall_at_k": ("f8", "fraction of the exact k nearest found (exact methods: agreement "
-                          "with ExactBackend)"),
+    "ratio": ("f8", ("ms_per_query over the faster of numpy and faiss IndexFlatL2, same N "
+                     "and query count")),
+    "recall_at_k": ("f8", ("fraction of the exact k nearest found (exact methods: "
+                           "agreement with ExactBackend)")),
     "build_s": ("f8", "fit / index build / norm pass / file write time"),
     "index_mb": ("f8", "index size (estimated) or file size"),
     "phase_rss_mb": ("f8", "peak RSS sampled while this method was built and searched"),

@@ -304,12 +304,10 @@ def _pm(mean, std, scale=1.0, fmt=".1f"):
 def yardstick_rst(table, meta):
     """The yardstick rows as a list-table."""
     header = ["encoder", *[f"k = {k}" for k in KS], "ARI", "NMI"]
-    rows = []
-    for r in table:
-        rows.append([rst_text(r["label"]),
-                     *[_pm(r[f"knn_{k}"], r[f"knn_{k}_std"], 100) for k in KS],
-                     _pm(r["ARI"], r["ARI_std"], fmt=".3f"),
-                     _pm(r["NMI"], r["NMI_std"], fmt=".3f")])
+    rows = [[rst_text(r["label"]),
+             *[_pm(r[f"knn_{k}"], r[f"knn_{k}_std"], 100) for k in KS],
+             _pm(r["ARI"], r["ARI_std"], fmt=".3f"),
+             _pm(r["NMI"], r["NMI_std"], fmt=".3f")] for r in table]
     title = (f"k-NN vote accuracy (per cent; the larger class holds "
              f"{100 * meta['majority_fraction']:.1f}) of the {meta['n_validation']:,} "
              f"validation galaxies against the {meta['n_train']:,} of the train split, and "
@@ -361,8 +359,8 @@ def record_rst(name, encoder, path):
     rows = [
         ["name", f"``{name}``"],
         ["architecture", f"``{encoder.architecture}``"],
-        ["input", f"{encoder.input_size} x {encoder.input_size} px, input mode "
-                  f"``{encoder.input_mode}``"],
+        ["input", (f"{encoder.input_size} x {encoder.input_size} px, input mode "
+                   f"``{encoder.input_mode}``")],
         ["cutouts", cutouts],
         ["latent size", str(encoder.latent_dim)],
         ["parameters", f"{n_params:,}"],
@@ -387,8 +385,8 @@ def record_rst(name, encoder, path):
         ["hardware", rst_text(info.get("hardware", "not recorded"))],
         ["training wall time (to these weights)", wall],
         ["weights hash", f"``{encoder.weights_hash}``"],
-        ["weight file", f"``{Path(path).name}``, "
-                        f"{Path(path).stat().st_size / 1e6:.1f} MB"],
+        ["weight file", (f"``{Path(path).name}``, "
+                         f"{Path(path).stat().st_size / 1e6:.1f} MB")],
         ["written by", f"galmorphsearch {rst_text(stored.get('version', 'unknown'))}"],
     ]
     return list_table(f"Training record of ``{name}``", ["field", "value"], rows,

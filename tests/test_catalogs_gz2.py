@@ -290,7 +290,7 @@ def test_clean_sample_defaults(subset):
         for stem, minimum in CLEAN_SAMPLE_THRESHOLDS[row["clean_class"]].items():
             assert row[f"{stem}_debiased"] >= minimum
     masks = clean_sample_masks(subset)
-    nclass = np.sum([m for m in masks.values()], axis=0)
+    nclass = np.sum(list(masks.values()), axis=0)
     assert len(clean) == int((nclass == 1).sum())
     assert clean.meta["CLEANAMB"] == int((nclass > 1).sum())
     assert "spiral: " in clean.meta["CLEANTHR"]

@@ -73,8 +73,8 @@ def test_keywords_unchanged():
     assert names["DBCONTR"] == "contrast" and names["DBNLEVEL"] == "nlevels"
     assert GalaxyCutout.RUN_KEYWORDS == CutoutRecipe.RUN_KEYWORDS == {
         "PREPVERS", "PREPSEED", "NMERGED", "DBMODE", "BKGSUB", "TOLPIX"}
-    assert _INPUT_KIND_KEYWORDS == {"PREPINP", "BKGMODE", "BKGBOX", "LINEARIZ", "GSCALE",
-                                    "RSCALE", "ISCALE"}
+    assert {"PREPINP", "BKGMODE", "BKGBOX", "LINEARIZ", "GSCALE",
+                                    "RSCALE", "ISCALE"} == _INPUT_KIND_KEYWORDS
 
 
 def _same(one, two):
@@ -186,8 +186,8 @@ def test_differences_build_rule():
     # images; a different kind of input is one sentence, in place of the
     # keywords that follow from it
     assert recipe_differences(FITS_KEYS, COLOUR_KEYS, other="encoder") == [
-        "they were made from 'fits' input, the encoder's from 'colour' input (both are "
-        "gri colour renderings, but not identical ones)"]
+        ("they were made from 'fits' input, the encoder's from 'colour' input (both are "
+         "gri colour renderings, but not identical ones)")]
     assert recipe_differences(FITS_KEYS, {**COLOUR_KEYS, "CUTSIZE": 128},
                               other="encoder")[1:] == ["CUTSIZE 64 (encoder 128)"]
     # with the same input, the input keywords are compared like the others

@@ -161,12 +161,12 @@ def test_report_screenshot_shows_the_thumbnails(browser, report, tmp_path):
 @pytest.mark.parametrize(
     ("script", "visible"),
     [
-        ('var e = document.getElementById("filter-id"); e.value = "ngc 6978";'
-         'e.dispatchEvent(new Event("input"));', [1]),
-        ('var e = document.getElementById("filter-type"); e.value = "Sb";'
-         'e.dispatchEvent(new Event("change"));', [0, 1]),
-        ('var e = document.getElementById("filter-miss"); e.checked = true;'
-         'e.dispatchEvent(new Event("change"));', [1]),
+        (('var e = document.getElementById("filter-id"); e.value = "ngc 6978";'
+          'e.dispatchEvent(new Event("input"));'), [1]),
+        (('var e = document.getElementById("filter-type"); e.value = "Sb";'
+          'e.dispatchEvent(new Event("change"));'), [0, 1]),
+        (('var e = document.getElementById("filter-miss"); e.checked = true;'
+          'e.dispatchEvent(new Event("change"));'), [1]),
     ],
     ids=["id", "type", "misclassified"],
 )

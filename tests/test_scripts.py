@@ -96,9 +96,8 @@ def reference_set(tmp_path_factory):
     cutouts = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CutoutWarning)
-        for field in fields:
-            cutouts.append(GalaxyCutout(field["g"], field["r"], field["i"], field.position,
-                                        size=32, rotate=True, seed=0))
+        cutouts.extend(GalaxyCutout(field["g"], field["r"], field["i"], field.position,
+                                    size=32, rotate=True, seed=0) for field in fields)
     path = tmp_path_factory.mktemp("ref") / "reference.fits"
     CutoutSet.from_cutouts(cutouts, truth["objid", "ra", "dec", "morphology",
                                           "type_index"]).write(path)

@@ -12,6 +12,7 @@ file. `LatentDatabase.read(..., memmap=True)
 database through them.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -266,10 +267,8 @@ def _hdf5_read_error(path, column, start, n, exc):
 def _advise_sequential(f):
     advise = getattr(os, "posix_fadvise", None)
     if advise is not None:
-        try:
+        with contextlib.suppress(OSError):  # advice only
             advise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        except OSError:  # pragma: no cover - advice only
-            pass
 
 
 @deprecated("0.1", alternative="galmorphsearch.latents.exact_neighbours")

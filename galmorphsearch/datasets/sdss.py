@@ -10,6 +10,7 @@ returns them, optionally cut around the position, ready for
 `~galmorphsearch.GalaxyCutout`.
 """
 
+import contextlib
 import os
 import re
 import warnings
@@ -122,10 +123,8 @@ def clear_sdss_cache(cache_dir=None):
 
 
 def _remove_if_empty(folder):
-    try:
+    with contextlib.suppress(OSError):  # not empty (foreign files), or already gone
         folder.rmdir()
-    except OSError:  # not empty (foreign files), or already gone
-        pass
 
 
 def _parse_coordinates(coordinates):
@@ -153,9 +152,8 @@ def _is_number(value):
 def _check_data_release(value):
     """The SDSS data release as a positive int (17, '17'; not 'dr17' or 17.5)."""
     number = None
-    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
-        number = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
+    is_int = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    if is_int or (isinstance(value, str) and value.strip().isdigit()):
         number = int(value)
     if number is None or number < 1:
         msg = f"data_release must be a positive integer such as 17, got {value!r}"

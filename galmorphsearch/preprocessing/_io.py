@@ -519,7 +519,8 @@ def _open_fits(path, what):
     that it is closed even when astropy fails half-way.
     """
     kind = _compression(path)
-    source = open(path, "rb") if kind is None else io.BytesIO(_decompress(path, kind, what))
+    # Closed by the with-block below, whichever of the two it is.
+    source = open(path, "rb") if kind is None else io.BytesIO(_decompress(path, kind, what))  # noqa: SIM115
     with source:
         try:
             with _reading_fits():

@@ -725,12 +725,10 @@ def _run_train(args):
               "checkpoint_dir": args.checkpoint_dir, "resume": args.resume,
               "preprocessing": cutout_set.header_keywords(), "progress_bar": args.progress,
               "input_mode": args.input_mode, "init_weights": args.init_weights}
-    for option, key in ((args.architecture, "architecture"), (args.input_size, "input_size"),
-                        (args.batch_size, "batch_size"),
-                        (args.learning_rate, "learning_rate"),
-                        (args.val_fraction, "val_fraction")):
-        if option is not None:
-            common[key] = option
+    common.update({key: option for option, key in (
+        (args.architecture, "architecture"), (args.input_size, "input_size"),
+        (args.batch_size, "batch_size"), (args.learning_rate, "learning_rate"),
+        (args.val_fraction, "val_fraction")) if option is not None})
     with quiet_lightning():
         if args.method == "contrastive":
             encoder, history = train_contrastive(cutout_set.images, **common)
@@ -814,9 +812,10 @@ def _build_on_dask(args, catalog, cutout_set, encoder):
         msg = ("--scheduler and --workers need dask.distributed: "
                'pip install "galmorphsearch[scale]"')
         raise ImportError(msg) from None
-    kwargs = dict(partition_size=args.partition_size, carry=args.carry,
-                  catalog_name=args.catalog_name, scheme=args.scheme, dtype=args.dtype,
-                  format=args.format, overwrite=args.overwrite, progress_bar=args.progress)
+    kwargs = {"partition_size": args.partition_size, "carry": args.carry,
+              "catalog_name": args.catalog_name, "scheme": args.scheme, "dtype": args.dtype,
+              "format": args.format, "overwrite": args.overwrite,
+              "progress_bar": args.progress}
     if args.scheduler:
         with Client(args.scheduler) as client:
             print(f"building on the Dask scheduler {args.scheduler} "

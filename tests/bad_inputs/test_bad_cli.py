@@ -171,7 +171,7 @@ def test_evaluate_says_when_the_correlation_is_undefined(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------
 # every verb: one line, exit 1, never a traceback
-@pytest.fixture()
+@pytest.fixture
 def garbage(tmp_path):
     """Files that claim to be what they are not."""
     text = tmp_path / "notes.fits"
