@@ -410,31 +410,21 @@ def integer_codes(table, col, *, where, catalog, allowed, explain, what="code"):
     column = table[col]
     values, blank, notnum = numeric_values(column)
     label = f"{catalog} column {col!r} of {where}"
-    if notnum.any():
-        rows = np.flatnonzero(notnum)
-        msg = (
-            f"{label} holds non-numeric {what}(s) {describe_values(_shown_texts(column, rows))} "
-            f"at {describe_rows(rows)}; expected integer {what}s."
-        )
-        raise CatalogFormatError(msg)
-    infinite = ~blank & np.isinf(values)
-    if infinite.any():
-        rows = np.flatnonzero(infinite)
-        msg = (
-            f"{label} holds infinite {what}(s) {describe_values(values[rows])} at "
-            f"{describe_rows(rows)}; expected integer {what}s."
-        )
-        raise CatalogFormatError(msg)
     with np.errstate(invalid="ignore"):
-        fractional = ~blank & (values != np.round(values))
-    if fractional.any():
-        rows = np.flatnonzero(fractional)
-        msg = (
-            f"{label} holds non-integer {what}(s) {describe_values(values[rows])} at "
-            f"{describe_rows(rows)}; {catalog} {what}s are integers, and a value between "
-            "two of them is not a type."
-        )
-        raise CatalogFormatError(msg)
+        fractional = ~blank & ~notnum & np.isfinite(values) & (values != np.round(values))
+    integers = f"expected integer {what}s."
+    # The first kind of bad value found is reported, in this order.
+    for bad, kind, shown, tail in (
+            (notnum, "non-numeric", lambda r: _shown_texts(column, r), integers),
+            (~blank & np.isinf(values), "infinite", lambda r: values[r], integers),
+            (fractional, "non-integer", lambda r: values[r],
+             (f"{catalog} {what}s are integers, and a value between two of them is not "
+              "a type."))):
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            msg = (f"{label} holds {kind} {what}(s) {describe_values(shown(rows))} at "
+                   f"{describe_rows(rows)}; {tail}")
+            raise CatalogFormatError(msg)
     known = np.isin(values, np.asarray(sorted(allowed), dtype=float))
     unknown = ~blank & ~known
     if unknown.any():
