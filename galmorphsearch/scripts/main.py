@@ -599,7 +599,7 @@ def _refuse_duplicates(objids, where):
     """Refuse repeated objids (before anything is computed or written)."""
     seen = {}
     repeated = {}
-    for row, objid in enumerate(objids):
+    for row, objid in enumerate(map(str, objids)):
         if objid in seen:
             repeated.setdefault(objid, [seen[objid]]).append(row)
         else:
